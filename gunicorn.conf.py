@@ -1,0 +1,16 @@
+"""Gunicorn settings: threaded workers, because a model call spends seconds waiting.
+
+Each thread holds one in-flight request; workers x threads is the number of slow calls the
+service can hold at once. Override with GUNICORN_WORKERS / GUNICORN_THREADS.
+"""
+
+import multiprocessing
+import os
+
+worker_class = "gthread"
+workers = int(os.environ.get("GUNICORN_WORKERS", max(2, multiprocessing.cpu_count())))
+threads = int(os.environ.get("GUNICORN_THREADS", 64))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", 120))
+keepalive = 5
+accesslog = None
+errorlog = "-"

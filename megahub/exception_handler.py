@@ -1,0 +1,133 @@
+"""Render every error as SPEC §3 JSON: DRF's exceptions, Django's, ours, and the unknown.
+
+Builds on DRF's own handler for what it knows (headers such as ``WWW-Authenticate`` and
+``Retry-After``), then re-shapes the body. Anything unexpected becomes a 500 carrying the
+trace id and nothing else: no stack trace, no exception text.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework_simplejwt.exceptions import InvalidToken
+
+from .errors import ApplicationError, ErrorCode
+from .tracing import current_trace_id
+
+logger = logging.getLogger("megahub.errors")
+
+_CODE_BY_EXCEPTION: list[tuple[type[Exception], str]] = [
+    (InvalidToken, ErrorCode.TOKEN_INVALID),
+    (drf.ParseError, ErrorCode.PARSE_ERROR),
+    (drf.NotAuthenticated, ErrorCode.NOT_AUTHENTICATED),
+    (drf.AuthenticationFailed, ErrorCode.TOKEN_INVALID),
+    (drf.PermissionDenied, ErrorCode.PERMISSION_DENIED),
+    (drf.NotFound, ErrorCode.NOT_FOUND),
+    (drf.MethodNotAllowed, ErrorCode.METHOD_NOT_ALLOWED),
+    (drf.NotAcceptable, ErrorCode.NOT_ACCEPTABLE),
+    (drf.UnsupportedMediaType, ErrorCode.UNSUPPORTED_MEDIA_TYPE),
+    (drf.Throttled, ErrorCode.RATE_LIMITED),
+    (drf.ValidationError, ErrorCode.VALIDATION_ERROR),
+]
+
+CODE_BY_STATUS = {
+    400: ErrorCode.VALIDATION_ERROR,
+    401: ErrorCode.NOT_AUTHENTICATED,
+    403: ErrorCode.PERMISSION_DENIED,
+    404: ErrorCode.NOT_FOUND,
+    405: ErrorCode.METHOD_NOT_ALLOWED,
+    406: ErrorCode.NOT_ACCEPTABLE,
+    409: ErrorCode.CONFLICT,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    429: ErrorCode.RATE_LIMITED,
+    503: ErrorCode.SERVICE_UNAVAILABLE,
+}
+
+
+def error_body(
+    detail: str,
+    error_code: str,
+    *,
+    field_errors: dict[str, list[str]] | None = None,
+    suggestions: list[str] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "detail": detail,
+        "error_code": str(error_code),
+        "field_errors": field_errors or {},
+        "suggestions": suggestions or [],
+    }
+    body.update(extra)
+    return body
+
+
+def application_error_response(exc: ApplicationError) -> JsonResponse:
+    """A plain Django response for an ApplicationError raised outside DRF (middleware)."""
+    response = JsonResponse(exc.as_dict(), status=exc.status_code)
+    for name, value in exc.headers.items():
+        response[name] = value
+    return response
+
+
+def internal_error_body() -> dict[str, Any]:
+    trace_id = current_trace_id()
+    return error_body(
+        "Internal server error. Quote the trace_id when reporting it.",
+        ErrorCode.INTERNAL_ERROR,
+        trace_id=trace_id,
+    )
+
+
+def _flatten_errors(data: Any) -> list[str]:
+    if isinstance(data, dict):
+        return [msg for value in data.values() for msg in _flatten_errors(value)]
+    if isinstance(data, list):
+        return [msg for value in data for msg in _flatten_errors(value)]
+    return [str(data)]
+
+
+def _field_errors(data: Any) -> dict[str, list[str]]:
+    if isinstance(data, dict):
+        return {str(field): _flatten_errors(value) for field, value in data.items()}
+    return {"non_field_errors": _flatten_errors(data)}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    if isinstance(exc, ApplicationError):
+        return Response(exc.as_dict(), status=exc.status_code, headers=exc.headers)
+
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf.PermissionDenied()
+
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        logger.exception("request.unhandled_exception", exc_info=exc)
+        return Response(internal_error_body(), status=500)
+
+    if isinstance(exc, drf.AuthenticationFailed) and "no_active_account" in str(exc.get_codes()):
+        # Wrong username or password at /api/auth/token/: not a token problem.
+        exc = drf.AuthenticationFailed(exc.detail, code="no_active_account")
+        code: str = ErrorCode.NOT_AUTHENTICATED
+    else:
+        code = next(
+            (code for cls, code in _CODE_BY_EXCEPTION if isinstance(exc, cls)),
+            CODE_BY_STATUS.get(response.status_code, ErrorCode.VALIDATION_ERROR),
+        )
+    if isinstance(exc, drf.ValidationError):
+        body = error_body("Invalid input.", code, field_errors=_field_errors(exc.detail))
+    else:
+        detail = exc.detail if isinstance(exc, drf.APIException) else str(exc)
+        if isinstance(detail, dict) and "detail" in detail:
+            detail = detail["detail"]
+        body = error_body(str(detail), code)
+    response.data = body
+    return response

@@ -1,0 +1,89 @@
+"""Request-wide middleware: trace ids, and the JSON error guarantee for API paths."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from .exception_handler import CODE_BY_STATUS, error_body, internal_error_body
+from .tracing import trace_context, trace_id_from_headers
+
+logger = logging.getLogger("megahub.request")
+
+API_PREFIXES = ("/ai/", "/api/")
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith(API_PREFIXES) or path in ("/ai", "/api")
+
+
+class TraceMiddleware:
+    """Run each request under a trace id (the caller's W3C traceparent, or a new one)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = trace_id_from_headers(
+            request.headers.get("traceparent"), request.headers.get("X-Trace-ID")
+        )
+        with trace_context(incoming) as trace_id:
+            request.trace_id = trace_id  # type: ignore[attr-defined]
+            response = self.get_response(request)
+        response["X-Trace-ID"] = trace_id
+        return response
+
+
+class ApiErrorMiddleware:
+    """Guarantee SPEC §3 JSON for every error under /ai/ and /api/.
+
+    DRF views already answer in that shape. This catches what happens around them:
+    exceptions raised in views before DRF sees them, and Django's own HTML error pages
+    (resolver 404s, CSRF 403s, DisallowedHost 400s, DEBUG technical pages), which are
+    rewritten here so a client never receives HTML or a stack trace.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if (
+            response.status_code >= 400
+            and is_api_path(request.path)
+            and not response.get("Content-Type", "").startswith("application/json")
+        ):
+            return self._json_error(response.status_code)
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not is_api_path(request.path):
+            return None
+        logger.exception("request.unhandled_exception", exc_info=exception)
+        return JsonResponse(internal_error_body(), status=500)
+
+    @staticmethod
+    def _json_error(status: int) -> JsonResponse:
+        if status >= 500:
+            return JsonResponse(internal_error_body(), status=status)
+        messages = {
+            400: "Bad request.",
+            403: "Forbidden.",
+            404: "Not found.",
+            405: "Method not allowed.",
+        }
+        code = CODE_BY_STATUS.get(status, "HTTP_ERROR")
+        return JsonResponse(
+            error_body(messages.get(status, "Request failed."), code), status=status
+        )
+
+
+def json_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """handler404 and the catch-all for unknown API URLs."""
+    return JsonResponse(error_body("Not found.", "NOT_FOUND"), status=404)
+
+
+def json_server_error(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(internal_error_body(), status=500)

@@ -1,0 +1,70 @@
+"""Trace context: one ``trace_id`` per request or job, one ``span_id`` per unit of work.
+
+Stored in context variables so log records, Celery task headers and outgoing provider
+requests can all read the current ids without passing them around.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)
+span_id_var: ContextVar[str | None] = ContextVar("span_id", default=None)
+
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$")
+_TRACE_ID = re.compile(r"^[0-9a-fA-F-]{16,64}$")
+
+
+def new_trace_id() -> str:
+    return secrets.token_hex(16)
+
+
+def new_span_id() -> str:
+    return secrets.token_hex(8)
+
+
+def current_trace_id() -> str | None:
+    return trace_id_var.get()
+
+
+def current_span_id() -> str | None:
+    return span_id_var.get()
+
+
+def trace_id_from_headers(traceparent: str | None, trace_header: str | None) -> str | None:
+    """An incoming trace id from a W3C ``traceparent`` or an ``X-Trace-ID`` header.
+
+    Anything malformed is ignored (a fresh id is used instead), so a client can never
+    inject arbitrary text into our logs through this header.
+    """
+    if traceparent:
+        match = _TRACEPARENT.match(traceparent.strip().lower())
+        if match:
+            return match.group(1)
+    if trace_header and _TRACE_ID.match(trace_header.strip()):
+        return trace_header.strip().lower()
+    return None
+
+
+def traceparent_header() -> str | None:
+    """The W3C ``traceparent`` value for an outgoing call in the current context."""
+    trace_id, span_id = trace_id_var.get(), span_id_var.get()
+    if not trace_id or len(trace_id) != 32:
+        return None
+    return f"00-{trace_id}-{span_id or new_span_id()}-01"
+
+
+@contextmanager
+def trace_context(trace_id: str | None = None, span_id: str | None = None) -> Iterator[str]:
+    """Run a block under a trace id (given, inherited, or new) and a fresh span id."""
+    trace_token = trace_id_var.set(trace_id or trace_id_var.get() or new_trace_id())
+    span_token = span_id_var.set(span_id or new_span_id())
+    try:
+        yield trace_id_var.get()  # type: ignore[misc]
+    finally:
+        span_id_var.reset(span_token)
+        trace_id_var.reset(trace_token)

@@ -1,0 +1,29 @@
+from django.contrib import admin
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from .middleware import json_not_found, json_server_error
+
+
+def health(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+json_not_found.brand_exempt = True  # type: ignore[attr-defined]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("health", health),
+    path("api/auth/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
+    path("api/auth/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("ai/", include("ai_core.urls")),
+    # Unknown URLs under the API prefixes answer in the API's JSON error format.
+    re_path(r"^(?:ai|api)(?:/.*)?$", json_not_found),
+]
+
+handler404 = json_not_found
+handler500 = json_server_error

@@ -1,0 +1,65 @@
+"""SPEC §3: every error path answers JSON of the one shape; never HTML, never a trace."""
+
+import pytest
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from .test_auth import assert_error
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("path", ["/ai/nope/", "/ai/nope", "/api/nope/", "/ai", "/api/"])
+def test_unknown_api_url_is_json_404(path):
+    assert_error(APIClient().get(path), 404, "NOT_FOUND")
+
+
+def test_unknown_api_url_is_json_404_in_debug_too():
+    with override_settings(DEBUG=True):
+        assert_error(APIClient().get("/ai/nope/"), 404, "NOT_FOUND")
+
+
+def test_method_not_allowed_is_json_405(api_client):
+    assert_error(APIClient().get("/api/auth/token/"), 405, "METHOD_NOT_ALLOWED")
+    assert_error(api_client.delete("/ai/me/"), 405, "METHOD_NOT_ALLOWED")
+
+
+def test_malformed_json_is_a_clear_400():
+    response = APIClient().post(
+        "/api/auth/token/", data="{not json", content_type="application/json"
+    )
+    body = assert_error(response, 400, "PARSE_ERROR")
+    assert "JSON" in body["detail"]
+
+
+def test_unsupported_media_type_is_json_415():
+    response = APIClient().post("/api/auth/token/", data="x", content_type="text/plain")
+    assert_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+
+
+@pytest.mark.urls("tests.core.urls_for_tests")
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("path", ["/ai/test/boom/", "/ai/test/boom-plain/"])
+def test_unhandled_exception_is_json_500_with_trace_id_only(api_client, path, debug):
+    with override_settings(DEBUG=debug):
+        response = api_client.get(path)
+    body = assert_error(response, 500, "INTERNAL_ERROR")
+    assert len(body["trace_id"]) == 32
+    assert response["X-Trace-ID"] == body["trace_id"]
+    text = response.content.decode()
+    assert "sk-live" not in text
+    assert "Traceback" not in text
+    assert "RuntimeError" not in text
+
+
+def test_incoming_traceparent_is_kept():
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    response = APIClient().get("/ai/nope/", HTTP_TRACEPARENT=f"00-{trace}-b7ad6b7169203331-01")
+    assert response["X-Trace-ID"] == trace
+
+
+def test_schema_and_docs_are_served():
+    assert APIClient().get("/api/schema/").status_code == 200
+    docs = APIClient().get("/api/docs/")
+    assert docs.status_code == 200
+    assert b"swagger" in docs.content.lower()
