@@ -11,6 +11,8 @@ from ai_core.models import Brand, BrandMembership
 
 from .factories import make_brand, make_member
 
+pytest_plugins = ["ai_core.fake_openai.pytest_plugin"]
+
 
 IN_CI = os.environ.get("CI") == "true"
 

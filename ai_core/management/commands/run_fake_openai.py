@@ -1,0 +1,46 @@
+"""``manage.py run_fake_openai``: serve the OpenAI-compatible fake server until Ctrl-C."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ai_core.fake_openai import FakeOpenAIServer
+
+
+class Command(BaseCommand):
+    help = "Run an OpenAI-compatible fake server (for demos, manual tests and benchmarks)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1", help="interface to bind")
+        parser.add_argument("--port", type=int, default=8787, help="TCP port (0 = any free port)")
+        parser.add_argument(
+            "--latency-ms", type=float, default=0.0, help="delay added to chat answers"
+        )
+        parser.add_argument(
+            "--fail-rate", type=float, default=0.0, help="share (0..1) of chat calls answering 500"
+        )
+        parser.add_argument("--seed", type=int, default=None, help="seed for --fail-rate")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            server = FakeOpenAIServer(
+                host=options["host"],
+                port=options["port"],
+                latency_ms=options["latency_ms"],
+                fail_rate=options["fail_rate"],
+                seed=options["seed"],
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+
+        def announce(srv: FakeOpenAIServer) -> None:
+            self.stdout.write(f"Fake OpenAI server listening on {srv.base_url}")
+            self.stdout.write("Control API under /_fake/ (reset, config, faults, requests).")
+            self.stdout.flush()
+
+        try:
+            server.serve_forever(on_ready=announce)
+        except KeyboardInterrupt:
+            self.stdout.write("Stopped.")
