@@ -1,10 +1,28 @@
-from drf_spectacular.utils import extend_schema
+from datetime import timedelta
+
+from django.db.models import QuerySet
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .selectors import user_memberships
-from .serializers import MeSerializer
+from .errors import JobNotFound
+from .filters import JobFilter
+from .models import AIJob
+from .scoping import BrandScopedViewSetMixin
+from .selectors import job_types_active, jobs_dashboard, user_memberships
+from .serializers import (
+    JobCreateSerializer,
+    JobDetailSerializer,
+    JobSerializer,
+    JobTypeSerializer,
+    MeSerializer,
+)
+from .services import ai_job_cancel, ai_job_create
 
 
 class MeApi(APIView):
@@ -20,3 +38,90 @@ class MeApi(APIView):
             "memberships": user_memberships(user=request.user),
         }
         return Response(MeSerializer(data).data)
+
+
+class DashboardQuerySerializer(serializers.Serializer):
+    days = serializers.IntegerField(min_value=1, max_value=366, default=30)
+
+
+class JobViewSet(
+    BrandScopedViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """AI jobs of the current brand. ``{id}`` is the public id (``ai_job_<hex>``)."""
+
+    queryset = AIJob.objects.select_related("job_type")
+    serializer_class = JobSerializer
+    lookup_field = "public_id"
+    lookup_url_kwarg = "id"
+    lookup_value_regex = "[^/]+"
+    filterset_class = JobFilter
+    search_fields = ["public_id", "job_type__code", "model"]
+    ordering_fields = ["created_at", "priority", "status", "duration_ms", "completed_at"]
+    ordering = ["-created_at", "-id"]
+
+    def get_queryset(self) -> QuerySet[AIJob]:
+        queryset = super().get_queryset()
+        if self.action == "retrieve":
+            queryset = queryset.prefetch_related("attempts")
+        return queryset
+
+    def get_serializer_class(self) -> type[serializers.BaseSerializer]:
+        if self.action == "retrieve":
+            return JobDetailSerializer
+        if self.action == "create":
+            return JobCreateSerializer
+        return JobSerializer
+
+    def get_object(self) -> AIJob:
+        job = self.get_queryset().filter(public_id=self.kwargs["id"]).first()
+        if job is None:
+            raise JobNotFound()
+        return job
+
+    @extend_schema(request=JobCreateSerializer, responses={201: JobSerializer})
+    def create(self, request: Request) -> Response:
+        serializer = JobCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        job = ai_job_create(
+            brand=request.current_brand, user=request.user, **serializer.validated_data
+        )
+        job.refresh_from_db()
+        return Response(
+            JobSerializer(job).data,
+            status=status.HTTP_201_CREATED,
+            headers={"Location": f"/ai/jobs/{job.public_id}/"},
+        )
+
+    @extend_schema(request=None, responses=JobSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, id: str) -> Response:
+        job = ai_job_cancel(brand=request.current_brand, public_id=id)
+        return Response(JobSerializer(job).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("days", OpenApiTypes.INT, default=30)],
+        responses=OpenApiTypes.OBJECT,
+    )
+    @action(detail=False, methods=["get"])
+    def dashboard(self, request: Request) -> Response:
+        query = DashboardQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        days = query.validated_data["days"]
+        since = timezone.now() - timedelta(days=days)
+        data = jobs_dashboard(brand=request.current_brand, since=since)
+        return Response({"period": {"days": days, "since": since.isoformat()}, **data})
+
+
+class JobTypeViewSet(viewsets.ReadOnlyModelViewSet):
+    """Job types with their categories (shared by every brand)."""
+
+    serializer_class = JobTypeSerializer
+    lookup_field = "code"
+    pagination_class = None
+    filter_backends: list[type] = []
+
+    def get_queryset(self) -> QuerySet:
+        return job_types_active()

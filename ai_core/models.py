@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
@@ -51,3 +53,180 @@ class BrandMembership(models.Model):
     @property
     def is_admin(self) -> bool:
         return self.role == self.Role.ADMIN
+
+
+def new_job_public_id() -> str:
+    return f"ai_job_{secrets.token_hex(12)}"
+
+
+class AIJobCategory(models.Model):
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name_plural = "AI job categories"
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class AIJobType(models.Model):
+    """What a job does; ``handler`` names the registered handler that runs it."""
+
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, default="")
+    category = models.ForeignKey(AIJobCategory, on_delete=models.PROTECT, related_name="job_types")
+    handler = models.CharField(max_length=64, default="chat_completion")
+    default_model = models.CharField(max_length=64, blank=True, default="")
+    requires_reasoning = models.BooleanField(default=False)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class JobStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    RETRYING = "retrying", "Retrying"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class JobPriority(models.TextChoices):
+    LOW = "low", "Low"
+    NORMAL = "normal", "Normal"
+    HIGH = "high", "High"
+    URGENT = "urgent", "Urgent"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+CANCELLABLE_STATUSES = frozenset(
+    {JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING}
+)
+
+# The job workflow (SPEC §5), the only place it is written down. A terminal status has
+# no way out. ``running → retrying → running`` is a re-run (re-queued after a rate limit,
+# or recovered after its worker was lost).
+ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
+    JobStatus.PENDING: frozenset(
+        {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}
+    ),
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
+    JobStatus.RUNNING: frozenset(
+        {JobStatus.RETRYING, JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
+    ),
+    JobStatus.RETRYING: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
+    JobStatus.COMPLETED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELLED: frozenset(),
+}
+
+# The timestamp column each status sets when entered.
+STATUS_TIMESTAMP_FIELD = {
+    JobStatus.QUEUED: "queued_at",
+    JobStatus.RUNNING: "started_at",
+    JobStatus.COMPLETED: "completed_at",
+    JobStatus.FAILED: "failed_at",
+    JobStatus.CANCELLED: "cancelled_at",
+    JobStatus.RETRYING: "retrying_at",
+}
+
+
+class AIJob(models.Model):
+    public_id = models.CharField(
+        max_length=40, unique=True, default=new_job_public_id, editable=False
+    )
+    brand = models.ForeignKey(Brand, on_delete=models.CASCADE, related_name="jobs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    job_type = models.ForeignKey(AIJobType, on_delete=models.PROTECT, related_name="jobs")
+    priority = models.CharField(
+        max_length=8, choices=JobPriority.choices, default=JobPriority.NORMAL
+    )
+    status = models.CharField(max_length=12, choices=JobStatus.choices, default=JobStatus.PENDING)
+    progress = models.PositiveSmallIntegerField(default=0)
+    model = models.CharField(max_length=64, blank=True, default="")
+    input = models.JSONField(default=dict)
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    attempts_count = models.PositiveIntegerField(default=0)
+    total_retries = models.PositiveIntegerField(default=0)
+    fallback_used = models.BooleanField(default=False)
+    # Times the job was put back in line (rate limit) or recovered (worker lost).
+    requeues = models.PositiveSmallIntegerField(default=0)
+    recoveries = models.PositiveSmallIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # When the job was handed to the broker; null while it has not reached it.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    task_id = models.CharField(max_length=64, blank=True, default="")
+    # "host:pid" of the process running the job, so a redelivered task can tell a dead
+    # run (worker killed) from a live one.
+    run_owner = models.CharField(max_length=128, blank=True, default="")
+    status_history = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    retrying_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["brand", "-created_at"], name="aijob_brand_created"),
+            models.Index(fields=["brand", "status"], name="aijob_brand_status"),
+            models.Index(fields=["status", "dispatched_at"], name="aijob_status_dispatched"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(progress__lte=100), name="aijob_progress_lte_100"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.public_id
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class JobAttempt(models.Model):
+    """One provider call made for a job (SPEC §7: every attempt is stored)."""
+
+    class Outcome(models.TextChoices):
+        SUCCESS = "success", "Success"
+        ERROR = "error", "Error"
+        SKIPPED = "skipped", "Skipped"
+
+    job = models.ForeignKey(AIJob, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    provider = models.CharField(max_length=32)
+    model = models.CharField(max_length=64)
+    role = models.CharField(max_length=24, default="primary")
+    outcome = models.CharField(max_length=8, choices=Outcome.choices)
+    error_class = models.CharField(max_length=64, blank=True, default="")
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    retry_after = models.FloatField(null=True, blank=True)
+    error_message = models.CharField(max_length=500, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["job_id", "number"]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}#{self.number} {self.provider}/{self.model} {self.outcome}"

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.db.models import Count, QuerySet
+
+from megahub.db import percentiles
 
 from .authentication import TokenInvalid
-from .errors import BrandForbidden, BrandRequired
-from .models import BrandMembership
+from .errors import BrandForbidden, BrandRequired, JobNotFound
+from .models import AIJob, AIJobType, Brand, BrandMembership, JobStatus
 
 _BRAND_REF = re.compile(r"^(?:\d{1,18}|(?!\d+$)[-a-zA-Z0-9_]{1,64})$")
 
@@ -58,3 +62,38 @@ def user_memberships(*, user: Any) -> list[BrandMembership]:
         .filter(user=user, brand__is_active=True)
         .order_by("brand__slug")
     )
+
+
+def jobs_for_brand(*, brand: Brand) -> QuerySet[AIJob]:
+    return AIJob.objects.filter(brand=brand).select_related("job_type", "job_type__category")
+
+
+def job_get(*, brand: Brand, public_id: str) -> AIJob:
+    job = jobs_for_brand(brand=brand).filter(public_id=public_id).first()
+    if job is None:
+        raise JobNotFound()
+    return job
+
+
+def job_types_active() -> QuerySet[AIJobType]:
+    return AIJobType.objects.filter(is_active=True).select_related("category")
+
+
+def jobs_dashboard(*, brand: Brand, since: datetime) -> dict[str, Any]:
+    """Counts by status, type and model, success rate and duration percentiles, in SQL."""
+    jobs = AIJob.objects.filter(brand=brand, created_at__gte=since)
+    by_status = dict(jobs.values_list("status").annotate(n=Count("id")).order_by())
+    by_type = dict(jobs.values_list("job_type__code").annotate(n=Count("id")).order_by())
+    by_model = dict(jobs.values_list("model").annotate(n=Count("id")).order_by())
+    total = sum(by_status.values())
+    completed = by_status.get(JobStatus.COMPLETED, 0)
+    finished = completed + by_status.get(JobStatus.FAILED, 0)
+    durations = percentiles(jobs.filter(status=JobStatus.COMPLETED), "duration_ms", (0.5, 0.95))
+    return {
+        "total_jobs": total,
+        "by_status": {status: by_status.get(status, 0) for status in JobStatus.values},
+        "by_type": by_type,
+        "by_model": {model or "unspecified": n for model, n in by_model.items()},
+        "success_rate": round(completed / finished, 4) if finished else None,
+        "duration_ms": {"p50": durations[0.5], "p95": durations[0.95]},
+    }

@@ -222,10 +222,30 @@ SPECTACULAR_SETTINGS = {
 CELERY_BROKER_URL = REDIS_URL or "memory://"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "normal"
+# Priority queues: a worker started with `-Q urgent,high,normal,low` drains them in that
+# order (the Redis transport polls queues in the order given when `queue_order_strategy`
+# is "priority").
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "queue_order_strategy": "priority",
+    # Publishing: fail fast when the broker is down (the sweeper re-dispatches later)
+    # instead of holding the API request through long connection retries.
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.1,
+    "interval_max": 0.2,
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=900),
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "sweep-jobs": {"task": "ai_core.tasks.sweep_jobs", "schedule": 30.0},
+}
 
 # --- AI: models, budgets, quotas ------------------------------------------------------
 
@@ -236,6 +256,31 @@ AI_DAILY_BUDGET = Decimal(env.str("AI_DAILY_BUDGET", default="500.00"))
 AI_DAILY_REASONING_JOBS_LIMIT = env.int("AI_DAILY_REASONING_JOBS_LIMIT", default=50)
 AI_DEFAULT_MONTHLY_QUOTA = env.int("AI_DEFAULT_MONTHLY_QUOTA", default=1_000_000)
 AI_O3_SPECIAL_QUOTA = env.int("AI_O3_SPECIAL_QUOTA", default=50_000)
+
+# --- AI: executor (retries, timeouts, fallback) ---------------------------------------
+
+AI_RETRY_DELAYS = [float(d) for d in env.list("AI_RETRY_DELAYS", default=["1", "2", "5"])]
+AI_RETRY_MAX_WAIT = env.float("AI_RETRY_MAX_WAIT", default=60.0)
+AI_PROVIDER_TIMEOUTS = {
+    "openai": env.float("AI_OPENAI_TIMEOUT", default=30.0),
+    "azure_openai": env.float("AI_AZURE_TIMEOUT", default=45.0),
+    "anthropic": env.float("AI_ANTHROPIC_TIMEOUT", default=60.0),
+    "google": env.float("AI_GOOGLE_TIMEOUT", default=60.0),
+}
+AI_MODEL_FALLBACK_CHAIN = env.list(
+    "AI_MODEL_FALLBACK_CHAIN", default=["o3", "o3-mini", "gpt-4.1", "gpt-4o"]
+)
+# Celery time limits for one job, and how long a job may sit in `running` before the
+# sweeper considers its worker lost.
+AI_JOB_SOFT_TIME_LIMIT = env.int("AI_JOB_SOFT_TIME_LIMIT", default=540)
+AI_JOB_TIME_LIMIT = env.int("AI_JOB_TIME_LIMIT", default=600)
+AI_JOB_MAX_RECOVERIES = env.int("AI_JOB_MAX_RECOVERIES", default=3)
+# How jobs run: "celery" (a worker, needs REDIS_URL), "thread" (an in-process pool: the
+# embedded default) or "inline" (synchronously after commit: tests).
+AI_JOB_RUNNER = env.str("AI_JOB_RUNNER", default="celery" if REDIS_URL else "thread")
+AI_JOB_THREADS = env.int("AI_JOB_THREADS", default=8)
+AI_RATE_LIMIT_REQUEUE_DELAY = env.float("AI_RATE_LIMIT_REQUEUE_DELAY", default=30.0)
+AI_JOB_MAX_REQUEUES = env.int("AI_JOB_MAX_REQUEUES", default=5)
 
 # --- AI: secrets ----------------------------------------------------------------------
 # Comma-separated Fernet keys, newest first (MultiFernet): encrypts provider credentials.

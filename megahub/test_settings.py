@@ -1,7 +1,8 @@
 """Settings for the test suite: the real settings plus fixed test secrets.
 
 DATABASE_URL and REDIS_URL still come from the environment, so the same suite runs on
-SQLite locally and on PostgreSQL + Redis in CI.
+SQLite locally and on PostgreSQL + Redis in CI. Jobs run inline (right after commit)
+unless a test starts a real Celery worker; retry delays are short.
 """
 
 import os
@@ -12,5 +13,8 @@ os.environ.setdefault("JWT_SIGNING_KEY", "test-jwt-signing-key-" + "j" * 50)
 # A fixed Fernet key for tests only (32 url-safe base64 bytes).
 os.environ.setdefault("AI_ENCRYPTION_KEY", "dGVzdC1rZXktZm9yLXRlc3RzLW9ubHktMDAwMDAwMDA=")
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+os.environ.setdefault("AI_JOB_RUNNER", "inline")
+os.environ.setdefault("AI_RETRY_DELAYS", "0.05,0.1,0.2")
+os.environ.setdefault("AI_RATE_LIMIT_REQUEUE_DELAY", "0.05")
 
 from megahub.settings import *  # noqa: E402, F403

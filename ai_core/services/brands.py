@@ -11,7 +11,7 @@ from django.db import transaction
 
 from megahub.errors import ValidationFailed
 
-from .models import Brand, BrandMembership
+from ..models import Brand, BrandMembership
 
 
 @dataclass(frozen=True)

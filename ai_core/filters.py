@@ -1,0 +1,16 @@
+import django_filters
+
+from .models import AIJob, JobPriority, JobStatus
+
+
+class JobFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices)
+    priority = django_filters.MultipleChoiceFilter(choices=JobPriority.choices)
+    job_type = django_filters.CharFilter(field_name="job_type__code")
+    model = django_filters.CharFilter(field_name="model")
+    created_at__gte = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_at__lte = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
+
+    class Meta:
+        model = AIJob
+        fields = ["status", "priority", "job_type", "model"]

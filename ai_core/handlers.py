@@ -1,0 +1,71 @@
+"""The job handler registry.
+
+ai_core runs jobs without knowing what they do: an app above it registers a handler per
+``AIJobType.handler`` name in its ``AppConfig.ready`` (the chat handler is registered by
+ai_openai). A handler validates a job's input at creation time and runs it later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .executor import Attempt
+
+if TYPE_CHECKING:
+    from .models import AIJob, Brand
+
+
+@dataclass
+class JobRunContext:
+    """What a running handler may use: attempt recording and the cancellation check."""
+
+    job: AIJob
+    record_attempt: Callable[[Attempt], None]
+    should_stop: Callable[[], bool]
+
+
+@dataclass
+class HandlerResult:
+    """A handler's outcome. ``finalize`` runs inside the transaction that completes the
+    job (with the job row locked), so what it writes (usage, budget settlement) commits
+    exactly once, together with the result."""
+
+    result: dict[str, Any]
+    total_retries: int = 0
+    fallback_used: bool = False
+    metadata: dict[str, Any] = field(default_factory=dict)
+    finalize: Callable[[AIJob], None] | None = None
+    # Called when the result is discarded (job cancelled meanwhile, or another run won).
+    discard: Callable[[AIJob], None] | None = None
+
+
+@dataclass(frozen=True)
+class JobHandler:
+    name: str
+    run: Callable[[JobRunContext], HandlerResult]
+    # validate(brand=, input=, model=) -> normalized input; raises ApplicationError.
+    validate: Callable[..., dict[str, Any]] | None = None
+    # Called when a job fails or is cancelled after validate reserved something.
+    release: Callable[[AIJob], None] | None = None
+
+
+_HANDLERS: dict[str, JobHandler] = {}
+
+
+def register_handler(handler: JobHandler) -> None:
+    _HANDLERS[handler.name] = handler
+
+
+def get_handler(name: str) -> JobHandler | None:
+    return _HANDLERS.get(name)
+
+
+def validate_job_input(
+    *, handler_name: str, brand: Brand, input: dict[str, Any], model: str
+) -> dict[str, Any]:
+    handler = get_handler(handler_name)
+    if handler is None or handler.validate is None:
+        return input
+    return handler.validate(brand=brand, input=input, model=model)

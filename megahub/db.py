@@ -1,0 +1,48 @@
+"""Database helpers shared by the apps: percentiles computed by the database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+from django.db.models import Aggregate, FloatField, QuerySet
+
+
+class PercentileCont(Aggregate):
+    """PostgreSQL's ``percentile_cont(p) WITHIN GROUP (ORDER BY expr)``."""
+
+    function = "PERCENTILE_CONT"
+    name = "percentile_cont"
+    output_field = FloatField()
+    template = "%(function)s(%(percentile)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+
+    def __init__(self, expression: Any, percentile: float, **extra: Any) -> None:
+        super().__init__(expression, percentile=float(percentile), **extra)
+
+
+def percentiles(
+    queryset: QuerySet[Any], field: str, ps: tuple[float, ...]
+) -> dict[float, float | None]:
+    """Continuous percentiles of ``field`` over ``queryset`` (nulls ignored), in the database.
+
+    PostgreSQL: one ``percentile_cont`` query. Elsewhere (SQLite): the same linear
+    interpolation from the two neighbouring rows, fetched with ORDER BY/OFFSET.
+    """
+    rows = queryset.exclude(**{f"{field}__isnull": True})
+    if connection.vendor == "postgresql":
+        result = rows.aggregate(**{f"p{i}": PercentileCont(field, p) for i, p in enumerate(ps)})
+        return {p: result[f"p{i}"] for i, p in enumerate(ps)}
+    count = rows.count()
+    out: dict[float, float | None] = {}
+    ordered = rows.order_by(field).values_list(field, flat=True)
+    for p in ps:
+        if count == 0:
+            out[p] = None
+            continue
+        position = p * (count - 1)
+        lower = int(position)
+        values = list(ordered[lower : lower + 2])
+        low = float(values[0])
+        high = float(values[1]) if len(values) > 1 else low
+        out[p] = low + (high - low) * (position - lower)
+    return out

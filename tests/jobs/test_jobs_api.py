@@ -1,0 +1,148 @@
+"""SPEC §5 ai_core: /ai/jobs/ and /ai/job-types/, on a scripted handler."""
+
+import pytest
+
+from ai_core.models import AIJob, JobStatus
+from ai_core.services.jobs import ai_job_run
+from tests.core.test_auth import assert_error
+
+JOB = {"job_type": "content_analysis", "priority": "high", "input": {"text": "hello"}}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_created_job_runs_and_reports_its_workflow(api_client, test_handler):
+    response = api_client.post("/ai/jobs/", JOB, format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["id"].startswith("ai_job_")
+    assert response["Location"] == f"/ai/jobs/{body['id']}/"
+    detail = api_client.get(f"/ai/jobs/{body['id']}/").json()
+    assert detail["status"] == "completed"
+    assert detail["priority"] == "high"
+    assert detail["progress"] == 100
+    assert detail["result"] == {"content": f"done {body['id']}"}
+    assert [h["status"] for h in detail["status_history"]] == [
+        "pending",
+        "queued",
+        "running",
+        "completed",
+    ]
+    for field in ("queued_at", "started_at", "completed_at"):
+        assert detail[field] is not None
+    assert test_handler["runs"] == 1
+    assert test_handler["finalized"] == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("priority", ["critical", "", "HIGH", 3])
+def test_bad_priority_is_400_with_the_seed_text_and_writes_nothing(api_client, job_types, priority):
+    response = api_client.post("/ai/jobs/", {**JOB, "priority": priority}, format="json")
+    body = assert_error(response, 400, "VALIDATION_ERROR")
+    assert body["field_errors"]["priority"] == ["Doit être: low, normal, high, urgent"]
+    assert AIJob.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_unknown_job_type_is_400_with_suggestions(api_client, job_types):
+    response = api_client.post("/ai/jobs/", {**JOB, "job_type": "invalid_type"}, format="json")
+    body = assert_error(response, 400, "JOB_TYPE_NOT_FOUND")
+    assert "chat_completion" in body["suggestions"]
+    assert "content_analysis" in body["suggestions"]
+    assert AIJob.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"priority": "low"}, "job_type"),
+        ({**JOB, "input": "not an object"}, "input"),
+        ({**JOB, "input": [1, 2]}, "input"),
+        ({**JOB, "model": "x" * 200}, "model"),
+    ],
+)
+def test_bad_job_input_is_a_field_error_and_writes_nothing(api_client, job_types, payload, field):
+    body = assert_error(
+        api_client.post("/ai/jobs/", payload, format="json"), 400, "VALIDATION_ERROR"
+    )
+    assert field in body["field_errors"]
+    assert AIJob.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_cancel_a_queued_job_then_it_never_runs(api_client, test_handler):
+    # A non-transactional test never commits, so the job stays queued (never dispatched).
+    job_id = api_client.post("/ai/jobs/", JOB, format="json").json()["id"]
+    assert AIJob.objects.get(public_id=job_id).status == JobStatus.QUEUED
+    response = api_client.post(f"/ai/jobs/{job_id}/cancel/")
+    assert response.status_code == 200
+    assert response.json()["status"] == "cancelled"
+    assert response.json()["cancelled_at"] is not None
+    assert test_handler["released"] == 1
+
+    ai_job_run(job_id=AIJob.objects.get(public_id=job_id).pk)  # a late delivery
+    assert test_handler["runs"] == 0
+    assert AIJob.objects.get(public_id=job_id).status == JobStatus.CANCELLED
+
+
+@pytest.mark.django_db(transaction=True)
+def test_cancel_a_finished_job_is_409(api_client, test_handler):
+    job_id = api_client.post("/ai/jobs/", JOB, format="json").json()["id"]
+    body = assert_error(api_client.post(f"/ai/jobs/{job_id}/cancel/"), 409, "JOB_NOT_CANCELLABLE")
+    assert body["status"] == "completed"
+    assert AIJob.objects.get(public_id=job_id).status == JobStatus.COMPLETED
+
+
+@pytest.mark.django_db
+def test_other_brands_job_is_404_everywhere(api_client, other_client, test_handler):
+    job_id = api_client.post("/ai/jobs/", JOB, format="json").json()["id"]
+    assert_error(other_client.get(f"/ai/jobs/{job_id}/"), 404, "JOB_NOT_FOUND")
+    assert_error(other_client.post(f"/ai/jobs/{job_id}/cancel/"), 404, "JOB_NOT_FOUND")
+    assert_error(other_client.get("/ai/jobs/ai_job_doesnotexist/"), 404, "JOB_NOT_FOUND")
+    assert other_client.get("/ai/jobs/").json()["count"] == 0
+    assert other_client.get(f"/ai/jobs/?search={job_id}").json()["count"] == 0
+    assert other_client.get("/ai/jobs/dashboard/").json()["total_jobs"] == 0
+    assert AIJob.objects.get(public_id=job_id).status == JobStatus.QUEUED
+
+
+@pytest.mark.django_db
+def test_list_filters_search_and_ordering(api_client, test_handler):
+    ids = [
+        api_client.post("/ai/jobs/", {**JOB, "priority": p, "job_type": t}, format="json").json()[
+            "id"
+        ]
+        for p, t in [("low", "translation"), ("urgent", "seo_analysis"), ("low", "seo_analysis")]
+    ]
+
+    def listed(query: str) -> list[str]:
+        response = api_client.get(f"/ai/jobs/?{query}")
+        assert response.status_code == 200, response.content
+        return [row["id"] for row in response.json()["results"]]
+
+    assert set(listed("priority=low")) == {ids[0], ids[2]}
+    assert set(listed("job_type=seo_analysis")) == {ids[1], ids[2]}
+    assert set(listed("status=queued")) == set(ids)
+    assert listed("status=completed") == []
+    assert listed(f"search={ids[1]}") == [ids[1]]
+    assert listed("ordering=created_at") == ids
+    assert listed("created_at__gte=2000-01-01&ordering=-created_at") == ids[::-1]
+    assert listed("created_at__lte=2000-01-01") == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "query", ["status=bogus", "created_at__gte=yesterday", "priority=critical", "page=999"]
+)
+def test_bad_filter_values_are_clear_errors(api_client, test_handler, query):
+    response = api_client.get(f"/ai/jobs/?{query}")
+    assert response.status_code in (400, 404)
+    assert response.json()["error_code"] in ("VALIDATION_ERROR", "NOT_FOUND")
+
+
+@pytest.mark.django_db
+def test_job_types_list_with_categories(api_client, job_types):
+    rows = api_client.get("/ai/job-types/").json()
+    by_code = {row["code"]: row for row in rows}
+    assert by_code["complex_reasoning"]["category"] == "reasoning"
+    assert by_code["complex_reasoning"]["default_model"] == "o3"
+    assert by_code["translation"]["category"] == "transformation"
