@@ -1,0 +1,151 @@
+"""Admin for providers and credentials.
+
+The admin never shows a key or its ciphertext: credentials show the masked form and last
+four characters; a key is set (or replaced) through a write-only field that goes through
+``credential_create`` / ``credential_update``, so it is encrypted and bound like any other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.db import models
+from django.http import HttpRequest
+
+from megahub.errors import ApplicationError
+
+from .crypto import credential_rotate_encryption
+from .errors import CredentialDecryptionError
+from .models import Provider, ProviderCredential
+from .services import credential_create, credential_update, credential_validate
+
+STATE_FIELDS = ("name", "api_base", "api_version", "deployments", "is_active", "priority")
+
+
+@admin.register(Provider)
+class ProviderAdmin(admin.ModelAdmin):
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    list_display = ("code", "name", "api_base", "is_active")
+    list_filter = ("is_active",)
+    search_fields = ("code", "name")
+
+
+class CredentialAdminForm(forms.ModelForm):
+    api_key = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only. Leave blank to keep the current key.",
+    )
+    api_base = forms.URLField(required=False, max_length=500, assume_scheme="https")
+
+    class Meta:
+        model = ProviderCredential
+        fields = ("brand", "provider", "name", "api_key", *STATE_FIELDS[1:])
+
+    def state(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {
+            "name": (data.get("name") or "").strip(),
+            "api_base": data.get("api_base") or "",
+            "api_version": data.get("api_version") or "",
+            "deployments": data.get("deployments") or {},
+            "is_active": bool(data.get("is_active")),
+            "priority": data.get("priority") or 0,
+        }
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        creating = self.instance.pk is None
+        if creating and not cleaned.get("api_key"):
+            self.add_error("api_key", "An API key is required for a new credential.")
+            return cleaned
+        brand_id = cleaned["brand"].pk if creating else self.instance.brand_id
+        provider = cleaned["provider"] if creating else self.instance.provider
+        try:
+            credential_validate(
+                brand_id=brand_id,
+                provider_code=provider.code,
+                state=self.state(),
+                new_key=cleaned.get("api_key") or None,
+                exclude_pk=self.instance.pk,
+            )
+        except ApplicationError as exc:
+            for field, messages in exc.field_errors.items():
+                target = field if field in self.fields else None
+                for message in messages:
+                    self.add_error(target, message)
+            if not exc.field_errors:
+                self.add_error(None, exc.detail)
+        return cleaned
+
+
+@admin.register(ProviderCredential)
+class ProviderCredentialAdmin(admin.ModelAdmin):
+    form = CredentialAdminForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    list_display = (
+        "name",
+        "brand",
+        "provider",
+        "masked_key",
+        "is_active",
+        "priority",
+        "key_set_at",
+        "rotated_at",
+        "last_used_at",
+    )
+    list_filter = ("provider", "is_active")
+    search_fields = ("name", "brand__slug", "key_last4")
+    list_select_related = ("brand", "provider")
+    readonly_fields = (
+        "masked_key",
+        "created_at",
+        "updated_at",
+        "key_set_at",
+        "rotated_at",
+        "last_used_at",
+    )
+    actions = ("rotate_encryption",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # An existing credential's brand and provider never change (its ciphertext is
+        # bound to the brand).
+        if obj is not None:
+            return (*self.readonly_fields, "brand", "provider")
+        return self.readonly_fields
+
+    def save_model(
+        self, request: HttpRequest, obj: ProviderCredential, form: CredentialAdminForm, change: bool
+    ) -> None:
+        state = form.state()
+        api_key = form.cleaned_data.get("api_key") or None
+        if change:
+            saved = credential_update(
+                credential=obj, **state, **({"api_key": api_key} if api_key else {})
+            )
+        else:
+            saved = credential_create(
+                brand=form.cleaned_data["brand"],
+                provider_code=form.cleaned_data["provider"].code,
+                api_key=api_key,
+                **state,
+            )
+        # The admin logs and redirects with ``obj``: give it the saved row's identity.
+        obj.pk = saved.pk
+        for field in saved._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(saved, field.attname))
+
+    @admin.action(description="Re-encrypt selected credentials under the newest key")
+    def rotate_encryption(self, request: HttpRequest, queryset: Any) -> None:
+        rotated = failed = 0
+        for credential in queryset:
+            try:
+                rotated += int(credential_rotate_encryption(credential))
+            except CredentialDecryptionError:
+                failed += 1
+        self.message_user(request, f"Re-encrypted {rotated} credential(s); {failed} failed.")

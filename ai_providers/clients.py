@@ -1,0 +1,405 @@
+"""The one door to the providers: ``openai`` SDK clients per credential (STYLE habit 8).
+
+* Clients are built with ``max_retries=0`` (our executor is the only place that retries)
+  and an explicit timeout from ``settings.AI_PROVIDER_TIMEOUTS[provider]``.
+* A client is cached per credential and reused across requests and threads (the SDK
+  client is thread-safe and keeps its connection pool); it is rebuilt when the credential's
+  ciphertext, endpoint, API version, update time or timeout changes.
+* Every SDK or transport failure leaves this module as an ``ai_core.provider_errors``
+  ``ProviderError`` (``raise … from e``) whose message is ours: class, status and the
+  provider's error message, truncated and scrubbed of anything that looks like a key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx2
+import openai
+import pydantic
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from ai_core.provider_errors import (
+    ProviderAuthError,
+    ProviderBadRequest,
+    ProviderConnectionError,
+    ProviderError,
+    ProviderRateLimited,
+    ProviderServerError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+
+from .crypto import decrypt_api_key
+from .errors import CredentialDecryptionError
+from .models import Provider, ProviderCredential
+
+logger = logging.getLogger("megahub.providers")
+
+DEFAULT_TIMEOUT = 30.0
+CLIENT_CACHE_SIZE = 256
+MESSAGE_MAX_CHARS = 300
+
+# Exceptions a provider call may raise that are the provider's fault or the network's,
+# never a bug of ours: these (and only these) are classified.
+SDK_ERRORS: tuple[type[BaseException], ...] = (
+    openai.OpenAIError,
+    httpx2.HTTPError,
+    json.JSONDecodeError,
+    pydantic.ValidationError,
+)
+
+SDKClient = openai.OpenAI | openai.AzureOpenAI
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """One chat completion. ``model`` is the model we asked for (what prices apply to);
+    ``provider_model`` is what the provider reports (an Azure deployment may differ).
+    ``usage`` is None when the response carried no usage block."""
+
+    content: str | None
+    finish_reason: str | None
+    usage: dict[str, int] | None
+    response_id: str | None
+    model: str
+    provider_model: str | None = None
+    request_id: str | None = None
+    tool_calls: list[dict[str, Any]] | None = field(default=None)
+
+
+# -- client cache -------------------------------------------------------------------------
+
+_cache_lock = threading.Lock()
+_cache: OrderedDict[int, tuple[str, SDKClient]] = OrderedDict()
+
+
+def provider_timeout(provider_code: str) -> float:
+    """The configured per-call timeout in seconds for ``provider_code`` (30 by default)."""
+    timeouts = getattr(settings, "AI_PROVIDER_TIMEOUTS", None) or {}
+    return float(timeouts.get(provider_code, DEFAULT_TIMEOUT))
+
+
+def _fingerprint(credential: ProviderCredential, timeout: float) -> str:
+    updated = credential.updated_at.isoformat() if credential.updated_at else ""
+    parts = [
+        credential.provider.code,
+        credential.encrypted_api_key,
+        credential.api_base,
+        credential.api_version,
+        updated,
+        repr(timeout),
+        credential.provider.api_base,
+    ]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def client_cache_invalidate(credential_id: int | None = None) -> None:
+    """Drop the cached client of one credential, or all of them (``None``)."""
+    with _cache_lock:
+        if credential_id is None:
+            _cache.clear()
+        else:
+            _cache.pop(credential_id, None)
+
+
+@receiver(setting_changed)
+def _clear_clients_on_setting_change(*, setting: str, **kwargs: object) -> None:
+    if setting in ("AI_PROVIDER_TIMEOUTS", "AI_ENCRYPTION_KEY"):
+        client_cache_invalidate()
+
+
+def _build_client(credential: ProviderCredential, timeout: float) -> SDKClient:
+    api_key = decrypt_api_key(credential)
+    provider = credential.provider
+    if provider.code == Provider.Code.AZURE_OPENAI:
+        return openai.AzureOpenAI(
+            azure_endpoint=credential.api_base,
+            api_version=credential.api_version,
+            api_key=api_key,
+            max_retries=0,
+            timeout=timeout,
+        )
+    # Always explicit, so OPENAI_BASE_URL in the environment never redirects our calls.
+    base_url = credential.api_base or provider.api_base
+    return openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout)
+
+
+def client_for_credential(credential: ProviderCredential) -> SDKClient:
+    """The cached SDK client for ``credential`` (built on first use or after a change).
+
+    Thread-safe. Raises ``CredentialDecryptionError`` if the stored key cannot be
+    decrypted, ``ImproperlyConfigured`` if no encryption key is configured.
+    """
+    timeout = provider_timeout(credential.provider.code)
+    fingerprint = _fingerprint(credential, timeout)
+    with _cache_lock:
+        cached = _cache.get(credential.pk)
+        if cached is not None and cached[0] == fingerprint:
+            _cache.move_to_end(credential.pk)
+            return cached[1]
+        # Built under the lock: two threads never build two clients for one credential.
+        client = _build_client(credential, timeout)
+        _cache[credential.pk] = (fingerprint, client)
+        _cache.move_to_end(credential.pk)
+        while len(_cache) > CLIENT_CACHE_SIZE:
+            _cache.popitem(last=False)
+    logger.info(
+        "provider.client.built",
+        extra={
+            "credential_id": credential.pk,
+            "provider": credential.provider.code,
+            "timeout_s": timeout,
+        },
+    )
+    return client
+
+
+# -- error classification -------------------------------------------------------------------
+
+_KEYLIKE = re.compile(
+    r"(?:\b(?:sk|mh|pk|rk|sess)[-_][A-Za-z0-9_\-*.]{4,}"  # sk-..., sk-proj-..., masked echoes
+    r"|\bAIza[A-Za-z0-9_\-]{10,}"  # Google API keys
+    r"|\b[A-Za-z0-9_\-]{32,}\b)"  # any long opaque token (Azure keys are 32 hex chars)
+)
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with the given secrets and anything key-like replaced by ``[redacted]``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return _KEYLIKE.sub("[redacted]", text)
+
+
+def parse_retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date).
+
+    None when absent or unparseable; never negative.
+    """
+    if not headers:
+        return None
+    value = headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _provider_message(exc: openai.APIStatusError) -> str | None:
+    body = exc.body
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return error["message"]
+    return None
+
+
+def _status_error_class(status: int) -> type[ProviderError]:
+    if status in (401, 403):
+        return ProviderAuthError
+    if status == 429:
+        return ProviderRateLimited
+    if status == 408:
+        return ProviderTimeout
+    if status >= 500:
+        return ProviderServerError
+    return ProviderBadRequest
+
+
+def classify_sdk_error(
+    exc: BaseException, *, provider: str, model: str | None, api_key: str | None = None
+) -> ProviderError:
+    """Our typed error for an SDK / transport exception (the caller does ``raise … from e``).
+
+    APITimeoutError → ProviderTimeout; APIConnectionError → ProviderConnectionError;
+    401/403 → ProviderAuthError; 429 → ProviderRateLimited (``retry_after`` from the
+    headers); 400/404/409/422 and other 4xx → ProviderBadRequest; 5xx → ProviderServerError;
+    a malformed 200 body → ProviderServerError. The message is built here (never the SDK's,
+    which may echo the request), truncated, and scrubbed of ``api_key`` and key-like text.
+    """
+    status: int | None = None
+    retry_after: float | None = None
+    detail: str | None = None
+    if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+        cls: type[ProviderError] = ProviderTimeout
+        summary = "request timed out"
+    elif isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
+        cls = ProviderConnectionError
+        summary = "connection failed"
+    elif isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        cls = _status_error_class(status)
+        retry_after = parse_retry_after(exc.response.headers)
+        detail = _provider_message(exc)
+        summary = f"HTTP {status}"
+    elif isinstance(exc, openai.APIResponseValidationError):
+        status = exc.status_code
+        cls = ProviderServerError
+        summary = f"malformed response body (HTTP {status})"
+    elif isinstance(exc, json.JSONDecodeError | pydantic.ValidationError):
+        cls = ProviderServerError
+        summary = "malformed response body"
+    else:
+        cls = ProviderServerError
+        summary = "unexpected provider error"
+    message = f"{provider} {type(exc).__name__}: {summary}"
+    if detail:
+        message = f"{message}: {detail}"
+    if len(message) > MESSAGE_MAX_CHARS:
+        message = message[: MESSAGE_MAX_CHARS - 3] + "..."
+    message = scrub(message, [api_key] if api_key else [])
+    return cls(message, status_code=status, retry_after=retry_after, provider=provider, model=model)
+
+
+# -- calls ------------------------------------------------------------------------------------
+
+
+def _client_or_error(credential: ProviderCredential, *, model: str | None) -> SDKClient:
+    try:
+        return client_for_credential(credential)
+    except CredentialDecryptionError as exc:
+        raise ProviderAuthError(
+            f"{credential.provider.code} credential {credential.pk} is unusable: {exc.detail}",
+            provider=credential.provider.code,
+            model=model,
+        ) from exc
+
+
+def _usage(raw_usage: Any) -> dict[str, int] | None:
+    if raw_usage is None:
+        return None
+    prompt_details = getattr(raw_usage, "prompt_tokens_details", None)
+    completion_details = getattr(raw_usage, "completion_tokens_details", None)
+    prompt = int(raw_usage.prompt_tokens or 0)
+    completion = int(raw_usage.completion_tokens or 0)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": int(raw_usage.total_tokens or prompt + completion),
+        "cached_tokens": int(getattr(prompt_details, "cached_tokens", 0) or 0),
+        "reasoning_tokens": int(getattr(completion_details, "reasoning_tokens", 0) or 0),
+    }
+
+
+def sdk_model_for(credential: ProviderCredential, model: str) -> str:
+    """The ``model`` argument for the SDK: the Azure deployment name, else the model name.
+
+    Raises ``ProviderUnavailable`` (fallback allowed) when an Azure credential has no
+    deployment for ``model``.
+    """
+    if credential.provider.code != Provider.Code.AZURE_OPENAI:
+        return model
+    deployment = (credential.deployments or {}).get(model)
+    if not deployment:
+        raise ProviderUnavailable(
+            f"azure_openai credential {credential.pk} has no deployment for {model}.",
+            provider=credential.provider.code,
+            model=model,
+        )
+    return deployment
+
+
+def chat_completion(
+    credential: ProviderCredential,
+    *,
+    model: str,
+    kwargs: dict[str, Any],
+    timeout: float | None = None,
+    extra_headers: dict[str, str] | None = None,
+) -> ChatResult:
+    """One non-streaming chat completion attempt (no retry) on ``credential``.
+
+    ``kwargs`` are the validated request parameters (``messages``, ``temperature``, …)
+    without ``model``; ``model`` is the logical model name (mapped to the Azure deployment
+    here). ``timeout`` overrides the provider's configured timeout for this call;
+    ``extra_headers`` are sent as is (e.g. ``traceparent``). Raises ``ProviderError`` only.
+    """
+    provider = credential.provider.code
+    if kwargs.get("stream"):
+        raise ValueError("chat_completion does not stream; call without stream=True.")
+    client = _client_or_error(credential, model=model)
+    params = {k: v for k, v in kwargs.items() if k not in ("model", "stream", "timeout")}
+    params["model"] = sdk_model_for(credential, model)
+    if timeout is not None:
+        params["timeout"] = timeout
+    if extra_headers:
+        params["extra_headers"] = {**params.get("extra_headers", {}), **extra_headers}
+    try:
+        raw = client.chat.completions.with_raw_response.create(**params)
+        completion = raw.parse()
+        if not completion.choices:
+            raise ProviderServerError(
+                f"{provider} returned a completion without choices",
+                provider=provider,
+                model=model,
+            )
+        choice = completion.choices[0]
+        message = choice.message
+        tool_calls = (
+            [call.model_dump(mode="json") for call in message.tool_calls]
+            if getattr(message, "tool_calls", None)
+            else None
+        )
+        return ChatResult(
+            content=message.content,
+            finish_reason=choice.finish_reason,
+            usage=_usage(completion.usage),
+            response_id=completion.id,
+            model=model,
+            provider_model=completion.model,
+            request_id=raw.headers.get("x-request-id"),
+            tool_calls=tool_calls,
+        )
+    except SDK_ERRORS as exc:
+        raise classify_sdk_error(
+            exc, provider=provider, model=model, api_key=_known_key(client)
+        ) from exc
+
+
+def list_models(credential: ProviderCredential, *, timeout: float | None = None) -> list[str]:
+    """The model ids the credential's endpoint lists (a cheap authenticated connection test).
+
+    Raises ``ProviderError`` only.
+    """
+    provider = credential.provider.code
+    client = _client_or_error(credential, model=None)
+    options: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+    try:
+        return [item.id for item in client.models.list(**options)]
+    except SDK_ERRORS as exc:
+        raise classify_sdk_error(
+            exc, provider=provider, model=None, api_key=_known_key(client)
+        ) from exc
+
+
+def _known_key(client: SDKClient) -> str | None:
+    key = getattr(client, "api_key", None)
+    return key if isinstance(key, str) else None

@@ -1,0 +1,411 @@
+"""Provider clients: the real ``openai`` SDK over HTTP to the fake server (no mocks)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from email.utils import formatdate
+
+import openai
+import pytest
+from django.test import override_settings
+
+from ai_core.provider_errors import (
+    ProviderAuthError,
+    ProviderBadRequest,
+    ProviderConnectionError,
+    ProviderRateLimited,
+    ProviderServerError,
+    ProviderTimeout,
+    ProviderUnavailable,
+)
+from ai_providers.clients import (
+    ChatResult,
+    chat_completion,
+    client_for_credential,
+    list_models,
+    parse_retry_after,
+    scrub,
+)
+from ai_providers.models import ProviderCredential
+from ai_providers.services import credential_update
+
+from .conftest import API_KEY, AZURE_API_VERSION
+
+HELLO = {"messages": [{"role": "user", "content": "Say hello to the tests."}]}
+
+
+def fresh(credential: ProviderCredential) -> ProviderCredential:
+    """The credential as the next request would load it."""
+    return ProviderCredential.objects.select_related("provider").get(pk=credential.pk)
+
+
+# -- happy paths -----------------------------------------------------------------------------
+
+
+def test_chat_completion_through_openai_returns_content_and_usage(openai_credential, fake_openai):
+    result = chat_completion(openai_credential, model="gpt-4o", kwargs=HELLO)
+
+    assert isinstance(result, ChatResult)
+    assert result.content
+    assert result.finish_reason == "stop"
+    assert result.model == "gpt-4o"
+    assert result.response_id.startswith("chatcmpl")
+    assert result.request_id.startswith("req_")
+    assert set(result.usage) == {
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "cached_tokens",
+        "reasoning_tokens",
+    }
+    assert result.usage["total_tokens"] == (
+        result.usage["prompt_tokens"] + result.usage["completion_tokens"]
+    )
+    request = fake_openai.requests()[-1]
+    assert request["path"] == "/v1/chat/completions"
+    assert request["json"]["model"] == "gpt-4o"
+    assert request["headers"]["authorization"] == f"Bearer {API_KEY}"
+
+
+def test_reasoning_model_reports_reasoning_tokens(openai_credential):
+    result = chat_completion(
+        openai_credential, model="o3", kwargs={**HELLO, "reasoning_effort": "low"}
+    )
+
+    assert result.usage["reasoning_tokens"] > 0
+
+
+def test_chat_completion_through_azure_uses_the_deployment_path(azure_credential, fake_openai):
+    result = chat_completion(azure_credential, model="gpt-4o", kwargs=HELLO)
+
+    assert result.content
+    assert result.model == "gpt-4o"
+    request = fake_openai.requests()[-1]
+    assert request["path"] == "/openai/deployments/gpt4o-prod/chat/completions"
+    assert request["query"]["api-version"] == AZURE_API_VERSION
+    assert request["headers"]["api-key"] == "a" * 32
+
+
+def test_azure_model_without_deployment_is_unavailable_so_the_executor_can_fall_back(
+    azure_credential, fake_openai
+):
+    with pytest.raises(ProviderUnavailable) as info:
+        chat_completion(azure_credential, model="gpt-4.1", kwargs=HELLO)
+
+    assert info.value.fallback is True
+    assert fake_openai.requests() == []
+
+
+def test_extra_headers_reach_the_provider(openai_credential, fake_openai):
+    traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+    chat_completion(
+        openai_credential, model="gpt-4o", kwargs=HELLO, extra_headers={"traceparent": traceparent}
+    )
+
+    assert fake_openai.requests()[-1]["headers"]["traceparent"] == traceparent
+
+
+def test_list_models_through_openai_and_azure(openai_credential, azure_credential, fake_openai):
+    assert "gpt-4o" in list_models(openai_credential)
+    assert "o3" in list_models(azure_credential)
+    assert fake_openai.requests()[-1]["path"] == "/openai/models"
+
+
+def test_the_sdk_never_retries_by_itself(openai_credential, fake_openai):
+    fake_openai.add_faults([{"status": 500}, {"status": 500}])
+
+    with pytest.raises(ProviderServerError):
+        chat_completion(openai_credential, model="gpt-4o", kwargs=HELLO)
+
+    assert len(fake_openai.requests()) == 1
+
+
+# -- fault classification -------------------------------------------------------------------
+
+
+def test_429_is_rate_limited_with_retry_after_parsed(openai_credential, fake_openai):
+    fake_openai.add_faults([{"status": 429, "retry_after": 1.5}])
+
+    with pytest.raises(ProviderRateLimited) as info:
+        chat_completion(openai_credential, model="gpt-4o", kwargs=HELLO)
+
+    error = info.value
+    assert error.status_code == 429
+    assert error.retry_after == pytest.approx(1.5)
+    assert error.retryable is True
+    assert error.provider == "openai"
+    assert error.model == "gpt-4o"
+    assert isinstance(error.__cause__, openai.RateLimitError)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_5xx_is_a_server_error(openai_credential, fake_openai, status):
+    fake_openai.add_faults([{"status": status}])
+
+    with pytest.raises(ProviderServerError) as info:
+        chat_completion(openai_credential, model="gpt-4o", kwargs=HELLO)
+
+    assert info.value.status_code == status
+    assert info.value.retryable is True
+    assert info.value.fallback is True
+
+
+@pytest.mark.parametrize(
+    ("status", "error_class"),
+    [
+        (400, ProviderBadRequest),
+        (401, ProviderAuthError),
+        (403, ProviderAuthError),
+        (404, ProviderBadRequest),
+        (409, ProviderBadRequest),
+        (422, ProviderBadRequest),
+    ],
+)
+def test_4xx_are_not_retryable(openai_credential, fake_openai, status, error_class):
+    fake_openai.add_faults([{"status": status}])
+
+    with pytest.raises(error_class) as info:
+        chat_completion(openai_credential, model="gpt-4o", kwargs=HELLO)
+
+    assert type(info.value) is error_class
+    assert info.value.status_code == status
+    assert info.value.retryable is False
+    assert info.value.fallback is False
+    assert f"HTTP {status}" in info.value.message
+
+
+def test_provider_error_message_is_carried_in_our_own_words(openai_credential, fake_openai):
+    fake_openai.add_faults([{"status": 400, "message": "Unsupported parameter: 'temperature'."}])
+
+    with pytest.raises(ProviderBadRequest) as info:
+        chat_completion(openai_credential, model="gpt-4o", kwargs=HELLO)
+
+    assert info.value.message == (
+        "openai BadRequestError: HTTP 400: Unsupported parameter: 'temperature'."
+    )
+
+
+def test_long_provider_messages_are_truncated(openai_credential, fake_openai):
+    fake_openai.add_faults([{"status": 400, "message": "word " * 500}])
+
+    with pytest.raises(ProviderBadRequest) as info:
+        chat_completion(openai_credential, model="gpt-4o", kwargs=HELLO)
+
+    assert len(info.value.message) <= 300
+    assert info.value.message.endswith("...")
+
+
+def test_a_hang_past_the_configured_timeout_is_a_timeout(openai_credential, fake_openai):
+    fake_openai.add_faults([{"type": "hang", "seconds": 5}])
+
+    started = time.monotonic()
+    with (
+        override_settings(AI_PROVIDER_TIMEOUTS={"openai": 0.5}),
+        pytest.raises(ProviderTimeout) as info,
+    ):
+        chat_completion(fresh(openai_credential), model="gpt-4o", kwargs=HELLO)
+
+    assert time.monotonic() - started < 3
+    assert info.value.retryable is True
+    assert info.value.fallback is True
+    assert isinstance(info.value.__cause__, openai.APITimeoutError)
+
+
+def test_a_per_call_timeout_overrides_the_configured_one(openai_credential, fake_openai):
+    fake_openai.add_faults([{"type": "hang", "seconds": 5}])
+
+    started = time.monotonic()
+    with pytest.raises(ProviderTimeout):
+        chat_completion(openai_credential, model="gpt-4o", kwargs=HELLO, timeout=0.5)
+
+    assert time.monotonic() - started < 3
+
+
+def test_the_client_timeout_comes_from_settings(openai_credential, azure_credential):
+    with override_settings(AI_PROVIDER_TIMEOUTS={"openai": 12.0, "azure_openai": 34.0}):
+        assert client_for_credential(openai_credential).timeout == 12.0
+        assert client_for_credential(azure_credential).timeout == 34.0
+    with override_settings(AI_PROVIDER_TIMEOUTS={}):
+        assert client_for_credential(openai_credential).timeout == 30.0
+    assert client_for_credential(openai_credential).max_retries == 0
+
+
+def test_a_connection_reset_is_a_connection_error(openai_credential, fake_openai):
+    fake_openai.add_faults([{"type": "reset"}])
+
+    with pytest.raises(ProviderConnectionError) as info:
+        chat_completion(openai_credential, model="gpt-4o", kwargs=HELLO)
+
+    assert info.value.retryable is True
+    assert info.value.status_code is None
+
+
+def test_a_truncated_body_is_a_connection_error(openai_credential, fake_openai):
+    fake_openai.add_faults([{"type": "truncate"}])
+
+    with pytest.raises(ProviderConnectionError):
+        chat_completion(openai_credential, model="gpt-4o", kwargs=HELLO)
+
+
+def test_a_refused_connection_is_a_connection_error(brand, make_openai_credential):
+    credential = make_openai_credential(brand, api_base="http://127.0.0.1:9/v1")
+
+    with pytest.raises(ProviderConnectionError):
+        chat_completion(credential, model="gpt-4o", kwargs=HELLO)
+
+
+def test_a_malformed_200_body_is_a_server_error(openai_credential, fake_openai):
+    fake_openai.add_faults([{"type": "malformed"}])
+
+    with pytest.raises(ProviderServerError) as info:
+        chat_completion(openai_credential, model="gpt-4o", kwargs=HELLO)
+
+    assert "malformed response body" in info.value.message
+    assert info.value.retryable is True
+
+
+def test_a_response_without_usage_gives_usage_none(openai_credential, fake_openai):
+    fake_openai.add_faults([{"type": "no_usage"}])
+
+    result = chat_completion(openai_credential, model="gpt-4o", kwargs=HELLO)
+
+    assert result.content
+    assert result.usage is None
+
+
+def test_list_models_failures_are_classified_too(openai_credential, fake_openai):
+    fake_openai.configure(valid_keys=["some-other-key"])
+
+    with pytest.raises(ProviderAuthError) as info:
+        list_models(openai_credential)
+
+    assert info.value.status_code == 401
+
+
+def test_streaming_is_refused_here(openai_credential):
+    with pytest.raises(ValueError, match="does not stream"):
+        chat_completion(openai_credential, model="gpt-4o", kwargs={**HELLO, "stream": True})
+
+
+# -- retry-after parsing ----------------------------------------------------------------------
+
+
+def test_retry_after_header_forms():
+    assert parse_retry_after({"retry-after-ms": "250"}) == pytest.approx(0.25)
+    assert parse_retry_after({"retry-after-ms": "250", "retry-after": "9"}) == pytest.approx(0.25)
+    assert parse_retry_after({"retry-after": "7"}) == 7.0
+    assert parse_retry_after({"retry-after": "1.5"}) == 1.5
+    in_ten = formatdate(time.time() + 10, usegmt=True)
+    assert parse_retry_after({"retry-after": in_ten}) == pytest.approx(10, abs=1.5)
+    past = formatdate(time.time() - 100, usegmt=True)
+    assert parse_retry_after({"retry-after": past}) == 0.0
+    assert parse_retry_after({"retry-after": "soon"}) is None
+    assert parse_retry_after({}) is None
+    assert parse_retry_after(None) is None
+
+
+# -- secrets never leak --------------------------------------------------------------------
+
+
+def test_an_error_echoing_the_key_does_not_carry_it(openai_credential, fake_openai):
+    # Real providers echo (parts of) the key in 401 messages.
+    fake_openai.add_faults(
+        [{"status": 401, "message": f"Incorrect API key provided: {API_KEY}. See docs."}]
+    )
+
+    with pytest.raises(ProviderAuthError) as info:
+        chat_completion(openai_credential, model="gpt-4o", kwargs=HELLO)
+
+    error = info.value
+    for text in (error.message, str(error), repr(error)):
+        assert API_KEY not in text
+        assert API_KEY[3:20] not in text
+    assert "[redacted]" in error.message
+
+
+def test_partially_masked_key_echoes_are_scrubbed():
+    text = "Incorrect API key provided: sk-proj-abc1********************wxyz."
+    assert "abc1" not in scrub(text)
+    azure_key = "0123456789abcdef0123456789abcdef"
+    assert azure_key not in scrub(f"key {azure_key} denied")
+
+
+def test_no_log_line_carries_the_key(brand, make_openai_credential, fake_openai, caplog):
+    caplog.set_level(logging.DEBUG)
+    credential = make_openai_credential(brand)
+    chat_completion(credential, model="gpt-4o", kwargs=HELLO)
+    fake_openai.add_faults([{"status": 401, "message": f"bad key {API_KEY}"}])
+    with pytest.raises(ProviderAuthError):
+        chat_completion(credential, model="gpt-4o", kwargs=HELLO)
+    credential_update(credential=credential, api_key=API_KEY + "NEW")
+
+    assert caplog.records
+    assert API_KEY not in caplog.text
+    for record in caplog.records:
+        assert API_KEY not in repr(record.__dict__)
+
+
+# -- client cache ---------------------------------------------------------------------------
+
+
+def test_the_client_is_reused_across_requests(openai_credential):
+    first = client_for_credential(openai_credential)
+
+    assert client_for_credential(openai_credential) is first
+    assert client_for_credential(fresh(openai_credential)) is first
+
+
+def test_a_new_client_is_built_after_the_key_changes(openai_credential, fake_openai):
+    first = client_for_credential(openai_credential)
+
+    updated = credential_update(credential=openai_credential, api_key="sk-test-rotated-key-0002")
+
+    second = client_for_credential(fresh(updated))
+    assert second is not first
+    assert second.api_key == "sk-test-rotated-key-0002"
+    chat_completion(fresh(updated), model="gpt-4o", kwargs=HELLO)
+    assert fake_openai.requests()[-1]["headers"]["authorization"] == (
+        "Bearer sk-test-rotated-key-0002"
+    )
+
+
+def test_a_new_client_is_built_after_the_endpoint_changes(openai_credential, fake_openai):
+    first = client_for_credential(openai_credential)
+
+    updated = credential_update(credential=openai_credential, api_base=fake_openai.root_url + "/x")
+
+    assert client_for_credential(fresh(updated)) is not first
+
+
+def test_concurrent_threads_share_one_client(openai_credential):
+    credential = fresh(openai_credential)
+    seen: list[object] = []
+    barrier = threading.Barrier(8)
+
+    def grab() -> None:
+        barrier.wait()
+        seen.append(client_for_credential(credential))
+
+    threads = [threading.Thread(target=grab) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(seen) == 8
+    assert len({id(client) for client in seen}) == 1
+
+
+def test_an_undecryptable_credential_fails_as_an_auth_error_without_calling(
+    openai_credential, fake_openai
+):
+    ProviderCredential.objects.filter(pk=openai_credential.pk).update(encrypted_api_key="garbage")
+
+    with pytest.raises(ProviderAuthError) as info:
+        chat_completion(fresh(openai_credential), model="gpt-4o", kwargs=HELLO)
+
+    assert "cannot be decrypted" in info.value.message
+    assert fake_openai.requests() == []

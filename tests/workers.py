@@ -1,0 +1,183 @@
+"""Real processes for worker tests: a Celery worker, a throwaway redis-server.
+
+Worker tests need PostgreSQL (the worker is another process and must see the test
+database) and Redis (the broker). Locally they skip when those are absent; with CI=true
+they fail instead, so CI can never pass without having run them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require_postgres_and_redis() -> None:
+    problems = []
+    if connection.vendor != "postgresql":
+        problems.append("PostgreSQL (set DATABASE_URL)")
+    if not settings.REDIS_URL:
+        problems.append("Redis (set REDIS_URL)")
+    else:
+        import redis
+
+        try:
+            redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=1).ping()
+        except redis.RedisError:
+            problems.append(f"a reachable Redis at {settings.REDIS_URL}")
+    if problems:
+        message = "worker tests need " + " and ".join(problems)
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def database_url() -> str:
+    db = connection.settings_dict
+    auth = db["USER"] or "postgres"
+    if db.get("PASSWORD"):
+        auth += f":{db['PASSWORD']}"
+    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class CeleryWorker:
+    """``celery -A megahub worker`` in a subprocess, on the test database and a broker."""
+
+    def __init__(self, broker_url: str, concurrency: int = 2, extra_env: dict | None = None):
+        self.broker_url = broker_url
+        self.concurrency = concurrency
+        self.extra_env = extra_env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = Path(tempfile.mkstemp(prefix="celery-worker-", suffix=".log")[1])
+
+    def start(self) -> CeleryWorker:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "megahub.test_settings",
+            "DATABASE_URL": database_url(),
+            "REDIS_URL": self.broker_url,
+            "AI_JOB_RUNNER": "celery",
+            "PYTHONPATH": str(ROOT),
+            **self.extra_env,
+        }
+        self.log_file = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "celery", "-A", "megahub", "worker",
+                "-P", "prefork", "-c", str(self.concurrency),
+                "-Q", "urgent,high,normal,low",
+                "--without-gossip", "--without-mingle", "--without-heartbeat",
+                "-l", "INFO", "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if "ready." in self.log():
+                return self
+            if self.process.poll() is not None:
+                raise RuntimeError(f"celery worker exited:\n{self.log()[-3000:]}")
+            time.sleep(0.2)
+        raise RuntimeError(f"celery worker did not start:\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def child_pids(self) -> list[int]:
+        assert self.process is not None
+        out = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(self.process.pid)],
+            capture_output=True, text=True, check=False,
+        ).stdout
+        return [int(pid) for pid in out.split()]
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if getattr(self, "log_file", None):
+            self.log_file.close()
+
+
+@contextmanager
+def celery_worker(broker_url: str, **kwargs) -> Iterator[CeleryWorker]:
+    worker = CeleryWorker(broker_url, **kwargs).start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+
+
+class RedisServer:
+    """A redis-server of our own on a spare port, so stopping it affects no other test."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            if IN_CI:
+                pytest.fail("redis-server is not installed")
+            pytest.skip("redis-server is not installed")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
