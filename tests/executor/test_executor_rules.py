@@ -62,7 +62,10 @@ def test_client_errors_are_not_retried(status):
     slept = []
     with pytest.raises(ExecutionFailed) as info:
         execute(
-            [CallTarget("openai", "o3", call), CallTarget("openai", "o3-mini", fallback, "model_fallback")],
+            [
+                CallTarget("openai", "o3", call),
+                CallTarget("openai", "o3-mini", fallback, "model_fallback"),
+            ],
             policy=POLICY,
             sleep=slept.append,
         )
@@ -119,7 +122,9 @@ def test_provider_fallback_after_exhausted_retries_then_model_fallback():
     assert result.target.model == "o3-mini"
     assert result.total_retries == 6
     assert [(a.provider, a.model) for a in result.attempts][::4] == [
-        ("azure_openai", "o3"), ("openai", "o3"), ("openai", "o3-mini"),
+        ("azure_openai", "o3"),
+        ("openai", "o3"),
+        ("openai", "o3-mini"),
     ]
 
 
@@ -127,7 +132,10 @@ def test_unavailable_target_is_skipped_and_recorded():
     skipped, skipped_calls = scripted(["never"])
     ok, _ = scripted(["ok"])
     result = execute(
-        [CallTarget("azure_openai", "gpt-4o", skipped), CallTarget("openai", "gpt-4o", ok, "provider_fallback")],
+        [
+            CallTarget("azure_openai", "gpt-4o", skipped),
+            CallTarget("openai", "gpt-4o", ok, "provider_fallback"),
+        ],
         policy=POLICY,
         is_available=lambda target: target.provider != "azure_openai",
         sleep=lambda s: None,
