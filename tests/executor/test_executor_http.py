@@ -17,7 +17,6 @@ from ai_core.provider_errors import (
     ProviderConnectionError,
     ProviderRateLimited,
     ProviderServerError,
-    ProviderTimeout,
 )
 from ai_providers.clients import chat_completion, client_cache_invalidate
 
