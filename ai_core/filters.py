@@ -10,6 +10,13 @@ class JobFilter(django_filters.FilterSet):
     model = django_filters.CharFilter(field_name="model")
     created_at__gte = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_at__lte = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
+    # Across relations owned by apps above ai_core, reached through the ORM's reverse
+    # relations (never an import): ai_openai's OpenAIJob is ``job.openai_job``.
+    openai_job__model = django_filters.CharFilter(field_name="openai_job__model")
+    openai_job__generation = django_filters.CharFilter(field_name="openai_job__generation")
+    openai_job__reasoning_effort = django_filters.CharFilter(
+        field_name="openai_job__reasoning_effort"
+    )
 
     class Meta:
         model = AIJob

@@ -5,3 +5,11 @@ class AiOpenaiConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "ai_openai"
     verbose_name = "AI OpenAI"
+
+    def ready(self) -> None:
+        from ai_core.handlers import register_handler
+
+        from .services import CHAT_JOB_HANDLER
+
+        # ai_core runs jobs without importing us: we register the chat handler with it.
+        register_handler(CHAT_JOB_HANDLER)

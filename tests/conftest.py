@@ -142,3 +142,17 @@ def openai_credential(brand, make_openai_credential) -> ProviderCredential:
 @pytest.fixture
 def azure_credential(brand, make_azure_credential) -> ProviderCredential:
     return make_azure_credential(brand)
+
+
+@pytest.fixture
+def ai_ready(db):
+    """Providers, the model registry (with o3) and job types, as setup_ai_infrastructure."""
+    from ai_openai.setup import ai_infrastructure_setup
+
+    ai_infrastructure_setup(include_o3=True)
+
+
+@pytest.fixture
+def chat_ready(ai_ready, openai_credential):
+    """``brand`` can chat: infrastructure plus an OpenAI credential on the fake server."""
+    return openai_credential

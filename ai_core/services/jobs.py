@@ -101,8 +101,13 @@ def ai_job_create(
     priority: str = JobPriority.NORMAL,
     model: str = "",
     metadata: dict[str, Any] | None = None,
+    dispatch: bool = True,
 ) -> AIJob:
-    """Validate and create a job, queue it, and dispatch it once the transaction commits."""
+    """Validate and create a job, queue it, and dispatch it once the transaction commits.
+
+    ``dispatch=False``: the caller runs it itself (the sync chat path) with ``ai_job_run``;
+    the job is marked dispatched so the sweeper leaves it alone.
+    """
     if priority not in JobPriority.values:
         raise ValidationFailed(field_errors={"priority": [PRIORITY_ERROR]})
     job_type_obj = AIJobType.objects.filter(code=job_type, is_active=True).first()
@@ -128,13 +133,15 @@ def ai_job_create(
             input=normalized,
             metadata={**(metadata or {}), "trace_id": current_trace_id()},
             status_history=[{"status": JobStatus.PENDING, "at": now.isoformat()}],
+            dispatched_at=None if dispatch else now,
         )
         logger.info(
             "job.created",
             extra={"job_id": job.public_id, "brand_id": brand.pk, "job_type": job_type},
         )
         ai_job_transition(job=job, to=JobStatus.QUEUED, now=now)
-        job_dispatch_on_commit(job)
+        if dispatch:
+            job_dispatch_on_commit(job)
     return job
 
 
@@ -229,9 +236,13 @@ def _start(job_id: int, owner: str) -> AIJob | None:
     return job
 
 
-def ai_job_run(*, job_id: int) -> None:
+def ai_job_run(*, job_id: int, requeue_on_rate_limit: bool = True) -> None:
     """Run one job to a final status. Idempotent: a job that is terminal, or running under
-    a live owner, is left alone; a job whose owner died is taken over."""
+    a live owner, is left alone; a job whose owner died is taken over.
+
+    A job that ends rate-limited (429 after retries and fallbacks) is re-queued with the
+    provider's delay, unless ``requeue_on_rate_limit`` is False (a caller is waiting: it
+    fails at once so the caller can answer 429)."""
     owner = _owner()
     job = _start(job_id, owner)
     if job is None:
@@ -276,7 +287,8 @@ def ai_job_run(*, job_id: int) -> None:
         error = ProviderCallFailed.from_provider_error(exc.error).as_dict()
         extra = {"total_retries": exc.total_retries}
         if (
-            isinstance(exc.error, ProviderRateLimited)
+            requeue_on_rate_limit
+            and isinstance(exc.error, ProviderRateLimited)
             and job.requeues < settings.AI_JOB_MAX_REQUEUES
         ):
             delay = exc.error.retry_after or settings.AI_RATE_LIMIT_REQUEUE_DELAY

@@ -1,0 +1,115 @@
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ai_core.models import AIJob, JobStatus
+from ai_core.scoping import BrandScopedViewSetMixin
+from ai_core.selectors import job_get
+from megahub.errors import ApplicationError, ValidationFailed
+
+from .filters import OpenAIJobFilter
+from .models import OpenAIJob
+from .registry import ai_model_list
+from .serializers import AIModelSerializer, JobResultQuerySerializer, OpenAIJobSerializer
+from .services import chat_submit
+
+# The HTTP status of a failed chat, by the error code the job recorded.
+STATUS_BY_ERROR_CODE = {
+    "PROVIDER_TIMEOUT": 504,
+    "JOB_TIME_LIMIT": 504,
+    "RATE_LIMITED": 429,
+    "PROVIDER_ERROR": 502,
+    "INTERNAL_ERROR": 500,
+}
+
+
+def job_error(job: AIJob) -> ApplicationError:
+    error = dict(job.error or {})
+    code = error.pop("error_code", "PROVIDER_ERROR")
+    headers = {}
+    if code == "RATE_LIMITED":
+        headers["Retry-After"] = "1"
+    return ApplicationError(
+        error.pop("detail", "The job failed."),
+        error_code=code,
+        status_code=STATUS_BY_ERROR_CODE.get(code, 502),
+        field_errors=error.pop("field_errors", None),
+        suggestions=error.pop("suggestions", None),
+        headers=headers,
+        job_id=job.public_id,
+        **error,
+    )
+
+
+def async_accepted(job: AIJob) -> dict[str, Any]:
+    return {
+        "job_id": job.public_id,
+        "status": job.status,
+        "status_url": f"/ai/jobs/{job.public_id}/",
+        "result_url": f"/ai/openai/completion/job_result/?job_id={job.public_id}",
+    }
+
+
+class ChatApi(APIView):
+    """GET: the models with their rules, prices and profile. POST: a chat completion."""
+
+    @extend_schema(responses=AIModelSerializer(many=True))
+    def get(self, request: Request) -> Response:
+        return Response(AIModelSerializer(ai_model_list(), many=True).data)
+
+    @extend_schema(
+        request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT}
+    )
+    def post(self, request: Request) -> Response:
+        body = request.data
+        if not isinstance(body, dict):
+            raise ValidationFailed("The request body must be a JSON object.")
+        run_async = body.get("async", False)
+        if not isinstance(run_async, bool):
+            raise ValidationFailed(field_errors={"async": ["Must be true or false."]})
+        job = chat_submit(
+            brand=request.current_brand, user=request.user, body=body, run_now=not run_async
+        )
+        if run_async:
+            return Response(async_accepted(job), status=202)
+        if job.status != JobStatus.COMPLETED:
+            raise job_error(job)
+        return Response(job.result)
+
+
+class OpenAIJobViewSet(BrandScopedViewSetMixin, mixins.ListModelMixin, viewsets.GenericViewSet):
+    """Chat jobs of the current brand with their model, tokens and cost."""
+
+    queryset = OpenAIJob.objects.select_related("job", "job__job_type")
+    serializer_class = OpenAIJobSerializer
+    filterset_class = OpenAIJobFilter
+    search_fields = ["job__public_id", "model"]
+    ordering_fields = ["created_at", "cost_usd", "execution_time_seconds", "total_tokens"]
+    ordering = ["-created_at"]
+
+
+class JobResultApi(APIView):
+    """The result of a job: 200 when finished (completed, failed or cancelled), 202 with
+    the status while it is not."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("job_id", OpenApiTypes.STR, required=True)],
+        responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request) -> Response:
+        query = JobResultQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        job = job_get(brand=request.current_brand, public_id=query.validated_data["job_id"])
+        if not job.is_terminal:
+            return Response(
+                {"job_id": job.public_id, "status": job.status, "progress": job.progress},
+                status=202,
+            )
+        if job.status == JobStatus.COMPLETED:
+            return Response({"job_id": job.public_id, "status": job.status, **(job.result or {})})
+        return Response({"job_id": job.public_id, "status": job.status, "error": job.error})

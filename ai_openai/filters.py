@@ -1,0 +1,15 @@
+import django_filters
+
+from .models import AIModel, OpenAIJob
+
+
+class OpenAIJobFilter(django_filters.FilterSet):
+    model = django_filters.CharFilter()
+    generation = django_filters.ChoiceFilter(choices=AIModel.Generation.choices)
+    reasoning_effort = django_filters.CharFilter()
+    cost_usd__gte = django_filters.NumberFilter(field_name="cost_usd", lookup_expr="gte")
+    cost_usd__lte = django_filters.NumberFilter(field_name="cost_usd", lookup_expr="lte")
+
+    class Meta:
+        model = OpenAIJob
+        fields = ["model", "generation", "reasoning_effort", "provider"]

@@ -1,0 +1,237 @@
+"""Chat completions: from a validated request to executor targets, a job and its result.
+
+Every entry point (``POST /ai/openai/chat/``, chat jobs from ``POST /ai/jobs/``) goes
+through ``chat_job_validate`` at creation and ``chat_job_run`` in the runner, so the same
+validation, auto-configuration, fallback translation and cost rules apply everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+from django.db import transaction
+
+from ai_core.executor import CallTarget, execute
+from ai_core.handlers import HandlerResult, JobHandler, JobRunContext
+from ai_core.models import AIJob, Brand
+from ai_core.provider_errors import ProviderNotConfigured
+from ai_core.services.jobs import ai_job_create, ai_job_run
+from ai_providers.clients import ChatResult, chat_completion
+from ai_providers.selectors import providers_for_model
+from ai_providers.services import credential_mark_used
+from megahub.errors import ValidationFailed
+from megahub.tracing import traceparent_header
+
+from .models import AIModel, OpenAIJob
+from .pricing import cost_from_usage
+from .registry import ai_model_get
+from .tokens import count_text_tokens
+from .validation import PreparedRequest, prepare_chat_request, translate_for_model
+
+logger = logging.getLogger("megahub.openai")
+
+CHAT_HANDLER = "chat_completion"
+# Keys of the chat body that steer the API itself; the rest is the model request.
+CONTROL_KEYS = ("async", "job_type", "priority", "metadata")
+
+
+def chat_input_normalize(*, input: dict[str, Any], model: str = "") -> dict[str, Any]:
+    """A job's input as a chat body: ``prompt``/``text`` shorthand becomes one user message,
+    and the job's model is used when the input names none."""
+    body = {k: v for k, v in input.items() if k not in CONTROL_KEYS}
+    if "messages" not in body:
+        text = body.pop("prompt", None)
+        if text is None:
+            text = body.pop("text", None)
+        if isinstance(text, str) and text:
+            body["messages"] = [{"role": "user", "content": text}]
+    if model and not body.get("model"):
+        body["model"] = model
+    return body
+
+
+def chat_targets(*, brand: Brand, prepared: PreparedRequest) -> list[CallTarget[ChatResult]]:
+    """Executor targets: the model on each provider able to serve it, then each fallback
+    model (re-validated and translated for it; skipped when it cannot take the prompt).
+
+    Raises ProviderNotConfigured (424) when no credential can serve any of them.
+    """
+    steps: list[tuple[AIModel, PreparedRequest]] = [(prepared.ai_model, prepared)]
+    for name in prepared.fallback_models:
+        target_model = ai_model_get(name=name)
+        translated = (
+            translate_for_model(request=prepared, target=target_model) if target_model else None
+        )
+        if translated is not None:
+            steps.append((target_model, translated))
+    targets: list[CallTarget[ChatResult]] = []
+    headers = {"traceparent": header} if (header := traceparent_header()) else None
+    for index, (ai_model, request) in enumerate(steps):
+        for position, credential in enumerate(
+            providers_for_model(brand=brand, model=ai_model.name)
+        ):
+            if index == 0:
+                role = "primary" if position == 0 else "provider_fallback"
+            else:
+                role = "model_fallback"
+            call = partial(
+                chat_completion,
+                credential,
+                model=ai_model.name,
+                kwargs=request.kwargs,
+                extra_headers=headers,
+            )
+            targets.append(
+                CallTarget(
+                    credential.provider.code,
+                    ai_model.name,
+                    call,
+                    role,
+                    payload={"request": request, "credential": credential},
+                )
+            )
+    if not targets:
+        raise ProviderNotConfigured(
+            f"No active credential for any provider able to serve {prepared.model}.",
+            model=prepared.model,
+            suggestions=["Add a credential at POST /ai/credentials/ for a provider serving it."],
+        )
+    return targets
+
+
+def chat_job_validate(*, brand: Brand, input: dict[str, Any], model: str) -> dict[str, Any]:
+    """Creation-time check of a chat job (JobHandler.validate): the request is valid for
+    its model and some credential can serve it. Returns the input to store."""
+    if not isinstance(input, dict):
+        raise ValidationFailed(field_errors={"input": ["Must be a JSON object."]})
+    body = chat_input_normalize(input=input, model=model)
+    prepared = prepare_chat_request(body=body)
+    chat_targets(brand=brand, prepared=prepared)
+    return {**body, "model": prepared.model}
+
+
+def _usage_of(result: ChatResult, request: PreparedRequest) -> tuple[dict[str, int], str]:
+    """The provider's usage block, or (when it sent none) exact tokenizer counts."""
+    if result.usage is not None:
+        return dict(result.usage), "provider"
+    completion = count_text_tokens(result.content or "", request.ai_model.tokenizer)
+    usage = {
+        "prompt_tokens": request.prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": request.prompt_tokens + completion,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+    }
+    return usage, "tokenizer"
+
+
+def chat_job_run(context: JobRunContext) -> HandlerResult:
+    """Run a chat job through the executor; the result is written by ``finalize``."""
+    job = context.job
+    prepared = prepare_chat_request(body=job.input)
+    targets = chat_targets(brand=job.brand, prepared=prepared)
+    started = time.monotonic()
+    execution = execute(targets, on_attempt=context.record_attempt, should_stop=context.should_stop)
+    elapsed = time.monotonic() - started
+    request: PreparedRequest = execution.target.payload["request"]
+    credential = execution.target.payload["credential"]
+    result = execution.value
+    usage, usage_source = _usage_of(result, request)
+    cost = cost_from_usage(
+        request.ai_model,
+        prompt_tokens=usage["prompt_tokens"],
+        cached_tokens=usage["cached_tokens"],
+        completion_tokens=usage["completion_tokens"],
+        reasoning_tokens=usage["reasoning_tokens"],
+    )
+    model = request.ai_model
+    response = {
+        "job_id": job.public_id,
+        "model": model.name,
+        "provider": execution.target.provider,
+        "content": result.content,
+        "finish_reason": result.finish_reason,
+        "tool_calls": result.tool_calls,
+        "usage": usage,
+        "usage_source": usage_source,
+        "cost_usd": f"{cost:.6f}",
+        "execution_time_seconds": round(elapsed, 3),
+        "applied_config": request.applied_config,
+        "attempts": len(execution.attempts),
+        "fallback_used": execution.fallback_used,
+        "metadata": {
+            "total_retries": execution.total_retries,
+            "requested_model": prepared.model,
+            "trace_id": job.metadata.get("trace_id"),
+        },
+        "quality_indicators": {
+            "reasoning_tokens": usage["reasoning_tokens"],
+            "finish_reason": result.finish_reason,
+        },
+        "performance_profile": model.performance_profile,
+    }
+
+    def finalize(locked_job: AIJob) -> None:
+        OpenAIJob.objects.update_or_create(
+            job=locked_job,
+            defaults={
+                "brand_id": locked_job.brand_id,
+                "model": model.name,
+                "generation": model.generation,
+                "kind": model.kind,
+                "reasoning_effort": request.reasoning_effort or "",
+                "provider": execution.target.provider,
+                "prompt_tokens": usage["prompt_tokens"],
+                "cached_tokens": usage["cached_tokens"],
+                "completion_tokens": usage["completion_tokens"],
+                "reasoning_tokens": usage["reasoning_tokens"],
+                "total_tokens": usage["total_tokens"],
+                "cost_usd": cost,
+                "execution_time_seconds": Decimal(str(round(elapsed, 3))),
+                "finish_reason": result.finish_reason or "",
+                "applied_config": request.applied_config,
+                "fallback_used": execution.fallback_used,
+            },
+        )
+        transaction.on_commit(lambda: credential_mark_used(credential=credential))
+
+    return HandlerResult(
+        result=response,
+        total_retries=execution.total_retries,
+        fallback_used=execution.fallback_used,
+        metadata={"provider": execution.target.provider, "model": model.name},
+        finalize=finalize,
+    )
+
+
+CHAT_JOB_HANDLER = JobHandler(name=CHAT_HANDLER, run=chat_job_run, validate=chat_job_validate)
+
+
+def chat_submit(*, brand: Brand, user: Any, body: dict[str, Any], run_now: bool) -> AIJob:
+    """Create a chat job from a chat body; with ``run_now`` run it in this thread (sync).
+
+    Validation errors are raised before anything is written.
+    """
+    job_type = body.get("job_type") or "chat_completion"
+    priority = body.get("priority") or "normal"
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ValidationFailed(field_errors={"metadata": ["Must be a JSON object."]})
+    job = ai_job_create(
+        brand=brand,
+        user=user,
+        job_type=job_type,
+        priority=priority,
+        input=body,
+        model=body.get("model") or "",
+        metadata={"client": metadata} if metadata else None,
+        dispatch=not run_now,
+    )
+    if run_now:
+        ai_job_run(job_id=job.pk, requeue_on_rate_limit=False)
+        job.refresh_from_db()
+    return job

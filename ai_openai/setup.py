@@ -1,0 +1,33 @@
+"""One idempotent set-up of everything the service needs in its database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db import transaction
+
+from ai_core.services.job_types import job_types_seed
+from ai_providers.services import providers_seed
+
+from .registry import registry_seed
+
+
+@dataclass(frozen=True)
+class SetupReport:
+    providers: tuple[int, int]
+    models: tuple[int, int]
+    job_types: tuple[int, int]
+
+    @property
+    def changed(self) -> bool:
+        return any(sum(pair) for pair in (self.providers, self.models, self.job_types))
+
+
+@transaction.atomic
+def ai_infrastructure_setup(*, include_o3: bool) -> SetupReport:
+    """Providers, the model registry and job types; each part reports (created, updated)."""
+    return SetupReport(
+        providers=providers_seed(),
+        models=registry_seed(include_o3=include_o3),
+        job_types=job_types_seed(include_o3=include_o3),
+    )
