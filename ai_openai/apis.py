@@ -14,8 +14,14 @@ from megahub.errors import ApplicationError, ValidationFailed
 
 from .filters import OpenAIJobFilter
 from .models import OpenAIJob
+from .recommendation import recommend_model
 from .registry import ai_model_list
-from .serializers import AIModelSerializer, JobResultQuerySerializer, OpenAIJobSerializer
+from .serializers import (
+    AIModelSerializer,
+    JobResultQuerySerializer,
+    OpenAIJobSerializer,
+    RecommendRequestSerializer,
+)
 from .services import chat_submit
 
 # The HTTP status of a failed chat, by the error code the job recorded.
@@ -113,3 +119,13 @@ class JobResultApi(APIView):
         if job.status == JobStatus.COMPLETED:
             return Response({"job_id": job.public_id, "status": job.status, **(job.result or {})})
         return Response({"job_id": job.public_id, "status": job.status, "error": job.error})
+
+
+class RecommendModelApi(APIView):
+    """Deterministic model recommendation for a task (see ai_openai/recommendation.py)."""
+
+    @extend_schema(request=RecommendRequestSerializer, responses=OpenApiTypes.OBJECT)
+    def post(self, request: Request) -> Response:
+        serializer = RecommendRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return Response(recommend_model(brand=request.current_brand, **serializer.validated_data))

@@ -83,3 +83,10 @@ class OpenAIJobSerializer(serializers.ModelSerializer):
 
 class JobResultQuerySerializer(serializers.Serializer):
     job_id = serializers.CharField(max_length=40)
+
+
+class RecommendRequestSerializer(serializers.Serializer):
+    task_description = serializers.CharField(max_length=20_000)
+    complexity_score = serializers.FloatField(min_value=0.0, max_value=1.0)
+    budget_constraint = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.5)
+    quality_requirement = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.5)
