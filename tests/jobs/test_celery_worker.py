@@ -10,14 +10,18 @@ import time
 import pytest
 import redis
 from django.utils import timezone
-from kombu import pools
 
 from ai_core import runner
 from ai_core.models import AIJob, JobStatus
 from ai_core.services.jobs import ai_jobs_sweep
 from ai_openai.models import OpenAIJob
-from megahub.celery import app as celery_app
-from tests.workers import RedisServer, celery_worker, require_postgres_and_redis, wait_until
+from tests.workers import (
+    RedisServer,
+    celery_broker,
+    celery_worker,
+    require_postgres_and_redis,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
@@ -33,13 +37,6 @@ def celery_runner(settings):
     runner._broker_down_until = 0.0
     yield settings.REDIS_URL
     broker.delete(*QUEUES, "unacked", "unacked_index")
-
-
-def reset_producer_pool():
-    """Drop the app's cached broker connections so the next publish uses the new URL."""
-    pools.reset()
-    celery_app._pool = None
-    celery_app.amqp._producer_pool = None
 
 
 def submit(client, **extra):
@@ -128,35 +125,31 @@ def test_jobs_created_while_redis_is_down_complete_after_it_returns(
     require_postgres_and_redis()
     server = RedisServer().start()
     settings.AI_JOB_RUNNER = "celery"
-    previous_broker = celery_app.conf.broker_url
-    celery_app.conf.broker_url = server.url
-    reset_producer_pool()
     runner._broker_down_until = 0.0
     try:
-        server.stop()
-        started = time.monotonic()
-        ids = [submit(api_client) for _ in range(10)]
-        assert time.monotonic() - started < 10  # the API does not hang on the broker
-        jobs = AIJob.objects.filter(public_id__in=ids)
-        assert set(jobs.values_list("status", flat=True)) == {JobStatus.QUEUED}
-        assert set(jobs.values_list("dispatched_at", flat=True)) == {None}
+        with celery_broker(server.url):
+            server.stop()
+            started = time.monotonic()
+            ids = [submit(api_client) for _ in range(10)]
+            assert time.monotonic() - started < 10  # the API does not hang on the broker
+            jobs = AIJob.objects.filter(public_id__in=ids)
+            assert set(jobs.values_list("status", flat=True)) == {JobStatus.QUEUED}
+            assert set(jobs.values_list("dispatched_at", flat=True)) == {None}
 
-        server.start()
-        runner._broker_down_until = 0.0
-        with celery_worker(server.url):
+            server.start()
+            runner._broker_down_until = 0.0
+            with celery_worker(server.url):
 
-            def swept() -> bool:
-                runner._broker_down_until = 0.0
-                ai_jobs_sweep(now=timezone.now() + timezone.timedelta(seconds=10))
-                return not AIJob.objects.filter(public_id__in=ids, dispatched_at=None).exists()
+                def swept() -> bool:
+                    runner._broker_down_until = 0.0
+                    ai_jobs_sweep(now=timezone.now() + timezone.timedelta(seconds=10))
+                    return not AIJob.objects.filter(public_id__in=ids, dispatched_at=None).exists()
 
-            assert wait_until(swept, timeout=20, interval=0.5)
-            assert wait_until(
-                lambda: statuses(ids).count(JobStatus.COMPLETED) == 10, timeout=60, interval=0.3
-            ), sorted(statuses(ids))
+                assert wait_until(swept, timeout=20, interval=0.5)
+                assert wait_until(
+                    lambda: statuses(ids).count(JobStatus.COMPLETED) == 10, timeout=60, interval=0.3
+                ), sorted(statuses(ids))
     finally:
-        celery_app.conf.broker_url = previous_broker
-        reset_producer_pool()
         server.stop()
     assert OpenAIJob.objects.filter(job__public_id__in=ids).count() == 10
     assert server.url != settings.REDIS_URL

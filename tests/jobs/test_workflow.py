@@ -12,6 +12,7 @@ from ai_core.handlers import HandlerResult
 from ai_core.models import ALLOWED_TRANSITIONS, AIJob, JobStatus
 from ai_core.provider_errors import ProviderRateLimited, ProviderServerError
 from ai_core.services.jobs import ai_job_create, ai_job_run, ai_job_transition, ai_jobs_sweep
+from tests.workers import celery_broker
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -172,14 +173,9 @@ def test_sweeper_dispatches_committed_jobs_that_never_reached_the_broker(
     brand, test_handler, settings
 ):
     settings.AI_JOB_RUNNER = "celery"
-    settings.CELERY_BROKER_URL = "redis://127.0.0.1:1/0"  # nothing listens there
-    from megahub.celery import app
-
-    app.conf.broker_url = settings.CELERY_BROKER_URL
-    try:
+    runner._broker_down_until = 0.0
+    with celery_broker("redis://127.0.0.1:1/0"):  # nothing listens there
         jobs = [create(brand) for _ in range(3)]
-    finally:
-        app.conf.broker_url = "memory://"
     assert all(AIJob.objects.get(pk=j.pk).dispatched_at is None for j in jobs)
     assert all(AIJob.objects.get(pk=j.pk).status == JobStatus.QUEUED for j in jobs)
 
