@@ -321,3 +321,29 @@ def test_jobs_filter_across_the_openai_relation(api_client, other_client, chat_r
         o3
     ]
     assert ids(other_client, "openai_job__model=o3") == []
+
+
+def test_fallback_skips_a_model_whose_context_window_cannot_hold_the_prompt(
+    api_client, chat_ready, fake_openai
+):
+    fake_openai.add_faults([{"status": 503}] * 4, match={"model": "o3"})
+    long_prompt = "token " * 140_000  # > gpt-4o's 128k window, < gpt-4.1's 1M
+    response = api_client.post(
+        "/ai/openai/chat/",
+        {
+            "model": "o3",
+            "max_completion_tokens": 100,
+            "fallback_models": ["gpt-4o", "gpt-4.1"],
+            "messages": [{"role": "user", "content": long_prompt}],
+        },
+        format="json",
+    )
+    assert response.status_code == 200, response.content[:500]
+    assert response.json()["model"] == "gpt-4.1"
+    models_sent = [
+        r["json"]["model"]
+        for r in fake_openai.requests()
+        if r["path"].endswith("/chat/completions")
+    ]
+    assert "gpt-4o" not in models_sent
+    assert models_sent[-1] == "gpt-4.1"
