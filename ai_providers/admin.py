@@ -109,6 +109,10 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
         "key_set_at",
         "rotated_at",
         "last_used_at",
+        "last_test_at",
+        "last_test_ok",
+        "last_test_latency_ms",
+        "last_test_error",
     )
     actions = ("rotate_encryption",)
 

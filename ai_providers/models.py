@@ -72,6 +72,12 @@ class ProviderCredential(models.Model):
     # When the plaintext key was last set: the key's age for the 90-day rule.
     key_set_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    # The last connection test (``credential_test_connection``): when, whether it passed,
+    # how long it took and, when it failed, the error class. Shown by the health endpoint.
+    last_test_at = models.DateTimeField(null=True, blank=True)
+    last_test_ok = models.BooleanField(null=True, blank=True)
+    last_test_latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    last_test_error = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["brand_id", "provider_id", "priority", "id"]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Count, Q, QuerySet
 
 from ai_core.models import Brand
+from ai_core.provider_errors import ProviderNotConfigured
 from megahub.errors import NotFound
 
+from .errors import UnknownProvider
 from .models import Provider, ProviderCredential
 
 # Fallback order among non-primary providers (the enum's order: openai, azure_openai,
@@ -17,6 +19,17 @@ PROVIDER_ORDER: tuple[str, ...] = tuple(Provider.Code.values)
 def provider_list() -> QuerySet[Provider]:
     """All providers (active or not), in code order. Providers are global, not per brand."""
     return Provider.objects.all().order_by("code")
+
+
+def providers_with_brand_credentials(*, brand: Brand) -> QuerySet[Provider]:
+    """All providers in code order, each annotated with the brand's ``credentials_count``
+    and ``active_credentials_count`` (counted in the database; other brands' rows never
+    count)."""
+    mine = Q(credentials__brand=brand)
+    return provider_list().annotate(
+        credentials_count=Count("credentials", filter=mine),
+        active_credentials_count=Count("credentials", filter=mine & Q(credentials__is_active=True)),
+    )
 
 
 def credentials_for_brand(*, brand: Brand) -> QuerySet[ProviderCredential]:
@@ -37,6 +50,35 @@ def credential_get(*, brand: Brand, credential_id: object) -> ProviderCredential
     credential = credentials_for_brand(brand=brand).filter(pk=pk).first()
     if credential is None:
         raise NotFound("Credential not found.")
+    return credential
+
+
+def credential_for_provider(*, brand: Brand, provider_code: object) -> ProviderCredential:
+    """The brand's active credential for ``provider_code`` that calls would use first
+    (lowest ``priority``, then oldest).
+
+    ``UnknownProvider`` (400) for a code that is not ours; ``ProviderNotConfigured`` (424)
+    when the brand has no active credential for it.
+    """
+    valid = [str(c) for c in Provider.Code.values]
+    if not isinstance(provider_code, str) or provider_code not in valid:
+        raise UnknownProvider(
+            f"Unknown provider {str(provider_code)[:64]!r}.",
+            field_errors={"provider": [f"Must be one of: {', '.join(valid)}."]},
+            suggestions=valid,
+        )
+    credential = (
+        credentials_for_brand(brand=brand)
+        .filter(provider__code=provider_code, is_active=True)
+        .order_by("priority", "id")
+        .first()
+    )
+    if credential is None:
+        raise ProviderNotConfigured(
+            f"This brand has no active {provider_code} credential.",
+            provider=provider_code,
+            suggestions=["Add a credential at POST /ai/credentials/."],
+        )
     return credential
 
 

@@ -7,19 +7,30 @@ Credential services validate everything before writing, raise ``CredentialInvali
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from ai_core.models import Brand
+from ai_core.provider_errors import ProviderError
 
-from .clients import client_cache_invalidate
-from .crypto import encrypt_api_key, key_last4
-from .errors import CredentialInvalid, UnknownProvider
+from .circuit import circuit_record_outcome, circuit_reset
+from .clients import client_cache_invalidate, list_models, provider_timeout
+from .crypto import (
+    credential_rotate_encryption,
+    decrypt_api_key,
+    encrypt_api_key,
+    is_under_newest_key,
+    key_last4,
+)
+from .errors import CredentialDecryptionError, CredentialInvalid, UnknownProvider
 from .models import Provider, ProviderCredential
 
 logger = logging.getLogger("megahub.providers")
@@ -70,6 +81,7 @@ CREDENTIAL_FIELDS = frozenset(
 )
 API_KEY_MIN_LENGTH = 8
 API_KEY_MAX_LENGTH = 1024
+DEFAULT_CONNECTION_TEST_TIMEOUT = 10.0
 
 
 def providers_seed() -> tuple[int, int]:
@@ -296,6 +308,7 @@ def credential_update(*, credential: ProviderCredential, **fields: Any) -> Provi
 
     The provider and brand never change. The whole resulting state is validated (e.g. an
     Azure credential keeps its api_version). Locks the row; returns the refreshed credential.
+    A new key, ``api_base`` or ``api_version`` resets the credential's circuit breaker.
     """
     unknown = set(fields) - CREDENTIAL_FIELDS
     if unknown:
@@ -303,6 +316,7 @@ def credential_update(*, credential: ProviderCredential, **fields: Any) -> Provi
             field_errors={f: ["This field cannot be changed."] for f in sorted(unknown)}
         )
     new_key = fields.pop("api_key", None)
+    endpoint_changed = False
     try:
         with transaction.atomic():
             locked = (
@@ -334,6 +348,10 @@ def credential_update(*, credential: ProviderCredential, **fields: Any) -> Provi
                 exclude_pk=locked.pk,
             ):
                 raise _duplicate_name()
+            # A new key or endpoint: the circuit breaker's state was about the old one.
+            endpoint_changed = new_key is not None or any(
+                state[f] != getattr(locked, f) for f in ("api_base", "api_version")
+            )
             for field, value in state.items():
                 setattr(locked, field, value)
             update_fields = [*state, "updated_at"]
@@ -349,6 +367,8 @@ def credential_update(*, credential: ProviderCredential, **fields: Any) -> Provi
             locked.save(update_fields=update_fields)
     except IntegrityError:
         raise _duplicate_name() from None
+    if endpoint_changed:
+        circuit_reset(locked)
     logger.info(
         "credential.updated",
         extra={
@@ -361,8 +381,9 @@ def credential_update(*, credential: ProviderCredential, **fields: Any) -> Provi
 
 
 def credential_delete(*, credential: ProviderCredential) -> None:
-    """Delete the credential; its cached SDK client is dropped with it."""
+    """Delete the credential; its cached SDK client and circuit state go with it."""
     credential_id, brand_id = credential.pk, credential.brand_id
+    circuit_reset(credential)
     credential.delete()
     client_cache_invalidate(credential_id)
     logger.info("credential.deleted", extra={"brand_id": brand_id, "credential_id": credential_id})
@@ -382,3 +403,140 @@ def credential_mark_used(*, credential: ProviderCredential, min_interval_s: int 
         Q(last_used_at__isnull=True) | Q(last_used_at__lt=cutoff), pk=credential.pk
     ).update(last_used_at=now)
     credential.last_used_at = now
+
+
+@dataclass(frozen=True)
+class ConnectionTestResult:
+    """The outcome of one connection test. ``error`` is None or ``{error_class,
+    status_code, message}`` (the message is the classified, scrubbed one)."""
+
+    credential: ProviderCredential
+    ok: bool
+    latency_ms: int
+    error: dict[str, Any] | None
+    models_count: int | None
+    tested_at: datetime
+
+
+def connection_test_timeout(provider_code: str) -> float:
+    """The provider's call timeout, capped by ``AI_CONNECTION_TEST_TIMEOUT`` (default 10 s):
+    an interactive test should not hang for the 45 s an Azure completion may take."""
+    cap = float(getattr(settings, "AI_CONNECTION_TEST_TIMEOUT", DEFAULT_CONNECTION_TEST_TIMEOUT))
+    return min(provider_timeout(provider_code), cap)
+
+
+def credential_test_connection(*, credential: ProviderCredential) -> ConnectionTestResult:
+    """Call the credential's models endpoint once through the SDK and record the outcome.
+
+    Never raises a provider error: a failure is the result (``ok`` False, classified
+    ``error``). Stores ``last_test_at/ok/latency_ms/error`` with one UPDATE that leaves
+    ``updated_at`` (and so the cached SDK client) alone, and feeds the outcome to the
+    credential's circuit breaker: it is a real call to the same endpoint, so a passing test
+    closes an open circuit and a 5xx/timeout counts as a failure. Bypasses an open circuit
+    (the admin asked for this call). Works on inactive credentials too.
+    """
+    provider = credential.provider.code
+    error: ProviderError | None = None
+    models: list[str] | None = None
+    started = time.monotonic()
+    try:
+        models = list_models(credential, timeout=connection_test_timeout(provider))
+    except ProviderError as exc:
+        error = exc
+    latency_ms = round((time.monotonic() - started) * 1000)
+    now = timezone.now()
+    error_class = type(error).__name__ if error is not None else ""
+    ProviderCredential.objects.filter(pk=credential.pk).update(
+        last_test_at=now,
+        last_test_ok=error is None,
+        last_test_latency_ms=latency_ms,
+        last_test_error=error_class,
+    )
+    credential.last_test_at = now
+    credential.last_test_ok = error is None
+    credential.last_test_latency_ms = latency_ms
+    credential.last_test_error = error_class
+    circuit_record_outcome(credential, error)
+    logger.info(
+        "credential.connection_tested",
+        extra={
+            "brand_id": credential.brand_id,
+            "credential_id": credential.pk,
+            "provider": provider,
+            "ok": error is None,
+            "latency_ms": latency_ms,
+            "error_class": error_class or None,
+            "status_code": error.status_code if error is not None else None,
+        },
+    )
+    return ConnectionTestResult(
+        credential=credential,
+        ok=error is None,
+        latency_ms=latency_ms,
+        error=None
+        if error is None
+        else {
+            "error_class": error_class,
+            "status_code": error.status_code,
+            "message": error.message,
+        },
+        models_count=None if models is None else len(models),
+        tested_at=now,
+    )
+
+
+@dataclass
+class CredentialAuditRow:
+    """One credential in ``audit_ai_credentials``. ``under_newest_key`` is None when the
+    token could not be decrypted (``decrypt_error`` says why, never with key material)."""
+
+    credential: ProviderCredential
+    key_age_days: int
+    expired: bool
+    under_newest_key: bool | None
+    rotated: bool = False
+    decrypt_error: str | None = None
+
+
+def unscoped_credentials_audit(*, rotate_encryption: bool = False) -> list[CredentialAuditRow]:
+    """Every credential of every brand (unscoped: for the operator's audit command).
+
+    Each token is decrypted (which checks its binding to the row) and the plaintext is
+    discarded at once. With ``rotate_encryption``, every decryptable token not under the
+    newest ``AI_ENCRYPTION_KEY`` is re-encrypted under it (``credential_rotate_encryption``:
+    row-locked, idempotent). Raises ``ImproperlyConfigured`` when no usable key is set.
+    """
+    rows: list[CredentialAuditRow] = []
+    credentials = ProviderCredential.objects.select_related("brand", "provider").order_by(
+        "brand__slug", "provider__code", "name", "id"
+    )
+    for credential in credentials:
+        row = CredentialAuditRow(
+            credential=credential,
+            key_age_days=credential.key_age.days,
+            expired=credential.is_key_expired,
+            under_newest_key=None,
+        )
+        rows.append(row)
+        try:
+            decrypt_api_key(credential)
+            row.under_newest_key = is_under_newest_key(credential)
+            if rotate_encryption and not row.under_newest_key:
+                row.rotated = credential_rotate_encryption(credential)
+                row.under_newest_key = True
+        except CredentialDecryptionError as exc:
+            row.decrypt_error = exc.detail
+            logger.warning(
+                "credential.audit.decrypt_failed",
+                extra={"brand_id": credential.brand_id, "credential_id": credential.pk},
+            )
+    logger.info(
+        "credential.audit.done",
+        extra={
+            "credentials": len(rows),
+            "rotated": sum(r.rotated for r in rows),
+            "failed": sum(r.decrypt_error is not None for r in rows),
+            "expired": sum(r.expired for r in rows),
+        },
+    )
+    return rows
