@@ -166,6 +166,9 @@ def execute(
         for retry_index in range(len(policy.delays) + 1):
             if should_stop is not None and should_stop():
                 raise ExecutionCancelled()
+            if retry_index > 0 and is_available is not None and not is_available(target):
+                # The circuit opened during our retries (e.g. a failed half-open trial).
+                break
             number = len(attempts) + 1
             logger.info(
                 "job.attempt.started",

@@ -20,6 +20,7 @@ from ai_core.handlers import HandlerResult, JobHandler, JobRunContext
 from ai_core.models import AIJob, Brand
 from ai_core.provider_errors import ProviderNotConfigured
 from ai_core.services.jobs import ai_job_create, ai_job_run
+from ai_providers.circuit import circuit_is_available, circuit_record
 from ai_providers.clients import ChatResult, chat_completion
 from ai_providers.selectors import providers_for_model
 from ai_providers.services import credential_mark_used
@@ -135,7 +136,13 @@ def chat_job_run(context: JobRunContext) -> HandlerResult:
     prepared = prepare_chat_request(body=job.input)
     targets = chat_targets(brand=job.brand, prepared=prepared)
     started = time.monotonic()
-    execution = execute(targets, on_attempt=context.record_attempt, should_stop=context.should_stop)
+    execution = execute(
+        targets,
+        on_attempt=context.record_attempt,
+        should_stop=context.should_stop,
+        is_available=circuit_is_available,
+        on_outcome=circuit_record,
+    )
     elapsed = time.monotonic() - started
     request: PreparedRequest = execution.target.payload["request"]
     credential = execution.target.payload["credential"]

@@ -109,9 +109,16 @@ def is_counted_failure(error: ProviderError) -> bool:
     return isinstance(error, COUNTED_ERRORS)
 
 
-def circuit_key(credential: ProviderCredential) -> str:
+def circuit_key(credential: ProviderCredential, model: str = "") -> str:
+    """One circuit per credential and model: a model overloaded on one endpoint (o3 at
+    capacity) must not block the other models the same credential serves. ``model=""`` is
+    the credential-wide circuit used by connection tests."""
     created = credential.created_at.timestamp() if credential.created_at else 0.0
-    return f"{credential.pk}:{round(created * 1_000_000)}"
+    return f"{credential.pk}:{round(created * 1_000_000)}:{model}"
+
+
+def _credential_prefix(credential: ProviderCredential) -> str:
+    return circuit_key(credential).rsplit(":", 1)[0] + ":"
 
 
 # -- stores ---------------------------------------------------------------------------------
@@ -131,6 +138,8 @@ class CircuitStore(Protocol):
     def state(self, key: str) -> CircuitState: ...
 
     def reset(self, key: str | None = None) -> None: ...
+
+    def keys_with_prefix(self, prefix: str) -> list[str]: ...
 
 
 @dataclass
@@ -218,6 +227,10 @@ class MemoryCircuitStore:
                 self._circuits.clear()
             else:
                 self._circuits.pop(key, None)
+
+    def keys_with_prefix(self, prefix: str) -> list[str]:
+        with self._lock:
+            return [key for key in self._circuits if key.startswith(prefix)]
 
 
 # Hash fields: f = consecutive counted failures, u = open until (epoch s; absent = closed),
@@ -316,6 +329,13 @@ class RedisCircuitStore:
     def state(self, key: str) -> CircuitState:
         return _STATES[int(self._state(keys=[self.redis_key(key)]))]
 
+    def keys_with_prefix(self, prefix: str) -> list[str]:
+        start = len(self.prefix) + 1
+        return [
+            name.decode()[start:]
+            for name in self.client.scan_iter(match=f"{self.redis_key(prefix)}*", count=500)
+        ]
+
     def reset(self, key: str | None = None) -> None:
         if key is not None:
             self.client.delete(self.redis_key(key))
@@ -370,7 +390,7 @@ def _credential_of(target: CallTarget[Any]) -> ProviderCredential | None:
     return credential if isinstance(credential, ProviderCredential) else None
 
 
-def credential_is_available(credential: ProviderCredential) -> bool:
+def credential_is_available(credential: ProviderCredential, model: str = "") -> bool:
     """Whether a call on ``credential`` may be made now (see the module docstring).
 
     In the half-open state a True answer *is* the trial slot: the caller must report the
@@ -378,7 +398,7 @@ def credential_is_available(credential: ProviderCredential) -> bool:
     """
     config = CircuitConfig.for_provider(credential.provider.code)
     try:
-        allowed, state = circuit_store().acquire(circuit_key(credential), config)
+        allowed, state = circuit_store().acquire(circuit_key(credential, model), config)
     except redis.RedisError:
         _store_unavailable("acquire", credential)
         return True
@@ -390,10 +410,12 @@ def credential_is_available(credential: ProviderCredential) -> bool:
     return allowed
 
 
-def circuit_record_outcome(credential: ProviderCredential, error: ProviderError | None) -> None:
-    """Record one call's outcome on ``credential``: None = success, else the error."""
+def circuit_record_outcome(
+    credential: ProviderCredential, error: ProviderError | None, model: str = ""
+) -> None:
+    """Record one call's outcome on ``credential`` (and ``model``): None = success."""
     store = circuit_store()
-    key = circuit_key(credential)
+    key = circuit_key(credential, model)
     provider = credential.provider.code
     try:
         if error is None:
@@ -430,7 +452,7 @@ def circuit_is_available(target: CallTarget[Any]) -> bool:
     is open (or half-open with a trial already in flight). A target without a
     ``payload["credential"]`` is always available."""
     credential = _credential_of(target)
-    return True if credential is None else credential_is_available(credential)
+    return True if credential is None else credential_is_available(credential, target.model)
 
 
 def circuit_record(target: CallTarget[Any], error: ProviderError | None) -> None:
@@ -438,13 +460,24 @@ def circuit_record(target: CallTarget[Any], error: ProviderError | None) -> None
     credential's circuit (no-op for a target without ``payload["credential"]``)."""
     credential = _credential_of(target)
     if credential is not None:
-        circuit_record_outcome(credential, error)
+        circuit_record_outcome(credential, error, target.model)
 
 
-def circuit_state(credential: ProviderCredential) -> str:
-    """``"closed"``, ``"open"`` or ``"half_open"`` (read-only; takes no trial slot)."""
+_SEVERITY = {"closed": 0, "half_open": 1, "open": 2}
+
+
+def circuit_state(credential: ProviderCredential, model: str | None = None) -> str:
+    """``"closed"``, ``"open"`` or ``"half_open"`` (read-only; takes no trial slot).
+
+    With ``model=None``: the worst state among the credential's circuits (every model)."""
     try:
-        return str(circuit_store().state(circuit_key(credential)))
+        store = circuit_store()
+        if model is not None:
+            return str(store.state(circuit_key(credential, model)))
+        states = [
+            str(store.state(k)) for k in store.keys_with_prefix(_credential_prefix(credential))
+        ]
+        return max(states, key=_SEVERITY.__getitem__, default=str(CircuitState.CLOSED))
     except redis.RedisError:
         _store_unavailable("state", credential)
         return str(CircuitState.CLOSED)
@@ -453,9 +486,14 @@ def circuit_state(credential: ProviderCredential) -> str:
 def circuit_reset(credential: ProviderCredential | None = None) -> None:
     """Forget ``credential``'s circuit (closed again), or every circuit of the current store
     (``None``: for tests and operators)."""
-    key = None if credential is None else circuit_key(credential)
     try:
-        circuit_store().reset(key)
+        store = circuit_store()
+        if credential is None:
+            store.reset(None)
+        for key in (
+            [] if credential is None else store.keys_with_prefix(_credential_prefix(credential))
+        ):
+            store.reset(key)
     except redis.RedisError:
         if credential is not None:
             _store_unavailable("reset", credential)

@@ -282,6 +282,14 @@ AI_JOB_THREADS = env.int("AI_JOB_THREADS", default=8)
 AI_RATE_LIMIT_REQUEUE_DELAY = env.float("AI_RATE_LIMIT_REQUEUE_DELAY", default=30.0)
 AI_JOB_MAX_REQUEUES = env.int("AI_JOB_MAX_REQUEUES", default=5)
 
+# Circuit breaker per credential: open after N consecutive failures (timeouts, 5xx,
+# connection errors, 429), half-open after the cool-down. Shared through Redis if set.
+AI_CIRCUIT_FAILURE_THRESHOLD = env.int("AI_CIRCUIT_FAILURE_THRESHOLD", default=5)
+AI_CIRCUIT_COOLDOWN_SECONDS = env.float("AI_CIRCUIT_COOLDOWN_SECONDS", default=30.0)
+AI_CIRCUIT_REDIS_PREFIX = env.str("AI_CIRCUIT_REDIS_PREFIX", default="megahub:circuit")
+AI_HEALTH_WINDOW_SECONDS = env.int("AI_HEALTH_WINDOW_SECONDS", default=900)
+AI_CONNECTION_TEST_TIMEOUT = env.float("AI_CONNECTION_TEST_TIMEOUT", default=10.0)
+
 # --- AI: secrets ----------------------------------------------------------------------
 # Comma-separated Fernet keys, newest first (MultiFernet): encrypts provider credentials.
 # Never derived from SECRET_KEY.

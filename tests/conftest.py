@@ -9,6 +9,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from ai_core.fake_openai.server import FakeOpenAIServer
 from ai_core.models import Brand, BrandMembership
+from ai_providers.circuit import circuit_reset
 from ai_providers.clients import client_cache_invalidate
 from ai_providers.models import ProviderCredential
 from ai_providers.services import credential_create, providers_seed
@@ -91,6 +92,7 @@ def _fresh_client_cache():
     client_cache_invalidate()
     yield
     client_cache_invalidate()
+    circuit_reset()
 
 
 @pytest.fixture

@@ -110,9 +110,9 @@ def deployment_requests(fake):
     return [r for r in fake.requests() if "/deployments/" in r["path"]]
 
 
-def fail(credential, error_cls=ProviderServerError, times=1):
+def fail(credential, error_cls=ProviderServerError, times=1, model=""):
     for _ in range(times):
-        circuit_record_outcome(credential, error_cls("boom", status_code=503))
+        circuit_record_outcome(credential, error_cls("boom", status_code=503), model)
 
 
 # -- the state machine ------------------------------------------------------------------------
@@ -380,8 +380,8 @@ def test_retries_count_towards_the_threshold(
 def test_when_every_provider_is_open_the_call_fails_unavailable(
     store, azure_credential, openai_credential, fake_openai
 ):
-    fail(azure_credential, times=3)
-    fail(openai_credential, times=3)
+    fail(azure_credential, times=3, model="gpt-4o")
+    fail(openai_credential, times=3, model="gpt-4o")
 
     with pytest.raises(ExecutionFailed) as info:
         run(
@@ -456,3 +456,19 @@ def test_an_unreachable_redis_fails_open(openai_credential, caplog):
         assert circuit_state(openai_credential) == "closed"
 
     assert "circuit.store_unavailable" in {r.getMessage() for r in caplog.records}
+
+
+def test_one_models_open_circuit_does_not_block_the_credentials_other_models(
+    store, openai_credential, fake_openai
+):
+    fail(openai_credential, times=5, model="o3")
+    assert circuit_state(openai_credential, "o3") == "open"
+    assert circuit_state(openai_credential) == "open"  # the credential's worst circuit
+    result = run(
+        [
+            chat_target(openai_credential, model="o3"),
+            chat_target(openai_credential, model="gpt-4o", role="model_fallback"),
+        ]
+    )
+    assert [a.outcome for a in result.attempts] == ["skipped", "success"]
+    assert circuit_state(openai_credential, "gpt-4o") == "closed"
