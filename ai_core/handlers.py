@@ -47,7 +47,10 @@ class JobHandler:
     run: Callable[[JobRunContext], HandlerResult]
     # validate(brand=, input=, model=) -> normalized input; raises ApplicationError.
     validate: Callable[..., dict[str, Any]] | None = None
-    # Called when a job fails or is cancelled after validate reserved something.
+    # reserve(job): inside the transaction that creates the job (budgets); raising
+    # rolls the job back, so a refused request writes nothing.
+    reserve: Callable[[AIJob], None] | None = None
+    # Called when a job fails or is cancelled: gives back what reserve took.
     release: Callable[[AIJob], None] | None = None
 
 

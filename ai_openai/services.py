@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -20,8 +21,16 @@ from ai_core.handlers import HandlerResult, JobHandler, JobRunContext
 from ai_core.models import AIJob, Brand
 from ai_core.provider_errors import ProviderNotConfigured
 from ai_core.services.jobs import ai_job_create, ai_job_run
+from ai_providers.budgets import (
+    BudgetRequest,
+    brand_limits,
+    budget_release,
+    budget_reserve,
+    budget_settle,
+)
 from ai_providers.circuit import circuit_is_available, circuit_record
 from ai_providers.clients import ChatResult, chat_completion
+from ai_providers.ratelimit import rate_limit_check
 from ai_providers.selectors import providers_for_model
 from ai_providers.services import credential_mark_used
 from megahub.errors import ValidationFailed
@@ -29,7 +38,7 @@ from megahub.tracing import traceparent_header
 
 from .models import AIModel, OpenAIJob
 from .pricing import cost_from_usage
-from .registry import ai_model_get
+from .registry import ai_model_get, ai_model_list
 from .tokens import count_text_tokens
 from .validation import PreparedRequest, prepare_chat_request, translate_for_model
 
@@ -112,7 +121,68 @@ def chat_job_validate(*, brand: Brand, input: dict[str, Any], model: str) -> dic
     body = chat_input_normalize(input=input, model=model)
     prepared = prepare_chat_request(body=body)
     chat_targets(brand=brand, prepared=prepared)
+    limits = brand_limits(brand=brand)
+    rate_limit_check(
+        brand_id=brand.pk,
+        rpm=limits.rpm_limit,
+        tpm=limits.tpm_limit,
+        tokens=prepared.prompt_tokens + prepared.max_output_tokens,
+    )
     return {**body, "model": prepared.model}
+
+
+def budget_request_for(prepared: PreparedRequest) -> BudgetRequest:
+    """The upper bound of SPEC §6: exact prompt tokens × input price + the output ceiling
+    (the request's limit, else the model's max output) × output price."""
+    model = prepared.ai_model
+    return BudgetRequest(
+        model=model.name,
+        is_o3=model.is_o3_family,
+        is_reasoning=model.is_reasoning,
+        estimated_cost=prepared.estimated_cost(),
+        estimated_tokens=prepared.prompt_tokens + prepared.max_output_tokens,
+    )
+
+
+def _fitting_alternatives(prepared: PreparedRequest) -> Callable[[str, Decimal], list[str]]:
+    """For a refusal: the available models whose own estimate for this request would fit."""
+
+    def alternatives(metric: str, remaining: Decimal) -> list[str]:
+        names = []
+        for candidate in ai_model_list(available_only=True).exclude(name=prepared.model):
+            if metric == "reasoning_jobs" and candidate.is_reasoning:
+                continue
+            translated = translate_for_model(request=prepared, target=candidate)
+            if translated is None:
+                continue
+            # A model outside the o3 family does not draw on the o3 budget or quota.
+            counted = candidate.is_o3_family or metric not in ("o3_cost", "o3_tokens")
+            cost = translated.estimated_cost()
+            tokens = translated.prompt_tokens + translated.max_output_tokens
+            if counted and metric in ("o3_cost", "cost") and cost > remaining:
+                continue
+            if counted and metric in ("tokens", "o3_tokens") and tokens > remaining:
+                continue
+            names.append(candidate.name)
+        return names
+
+    return alternatives
+
+
+def chat_job_reserve(job: AIJob) -> None:
+    """JobHandler.reserve: hold the estimate on the brand's budgets (inside the job's
+    creating transaction; a refusal rolls the job back)."""
+    prepared = prepare_chat_request(body=job.input)
+    budget_reserve(
+        brand=job.brand,
+        job=job,
+        request=budget_request_for(prepared),
+        alternatives=_fitting_alternatives(prepared),
+    )
+
+
+def chat_job_release(job: AIJob) -> None:
+    budget_release(job=job)
 
 
 def _usage_of(result: ChatResult, request: PreparedRequest) -> tuple[dict[str, int], str]:
@@ -183,6 +253,7 @@ def chat_job_run(context: JobRunContext) -> HandlerResult:
     }
 
     def finalize(locked_job: AIJob) -> None:
+        budget_settle(job=locked_job, actual_cost=cost, actual_tokens=usage["total_tokens"])
         OpenAIJob.objects.update_or_create(
             job=locked_job,
             defaults={
@@ -215,7 +286,13 @@ def chat_job_run(context: JobRunContext) -> HandlerResult:
     )
 
 
-CHAT_JOB_HANDLER = JobHandler(name=CHAT_HANDLER, run=chat_job_run, validate=chat_job_validate)
+CHAT_JOB_HANDLER = JobHandler(
+    name=CHAT_HANDLER,
+    run=chat_job_run,
+    validate=chat_job_validate,
+    reserve=chat_job_reserve,
+    release=chat_job_release,
+)
 
 
 def chat_submit(*, brand: Brand, user: Any, body: dict[str, Any], run_now: bool) -> AIJob:

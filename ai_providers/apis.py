@@ -18,10 +18,12 @@ from rest_framework.decorators import action
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from ai_core.permissions import IsBrandAdminOrReadOnly
 from ai_core.scoping import BrandScopedViewSetMixin, request_brand
 
+from .budgets import brand_quota_update, budget_status, quota_status
 from .errors import CredentialInvalid
 from .filters import CredentialFilter
 from .health import provider_health
@@ -34,6 +36,8 @@ from .serializers import (
     CredentialSerializer,
     CredentialUpdateSerializer,
     ProviderSerializer,
+    QuotaStatusQuerySerializer,
+    QuotaUpdateSerializer,
 )
 from .services import (
     credential_create,
@@ -134,3 +138,34 @@ class CredentialViewSet(
             )
         result = credential_test_connection(credential=credential)
         return Response(ConnectionTestResultSerializer(result).data)
+
+    @extend_schema(parameters=[QuotaStatusQuerySerializer], responses=OpenApiTypes.OBJECT)
+    @action(detail=False, methods=["get"])
+    def quota_status(self, request: Request) -> Response:
+        """The brand's budgets and quotas with this provider's share of today's and this
+        month's usage."""
+        query = QuotaStatusQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(
+            quota_status(
+                brand=request.current_brand, provider_code=query.validated_data["provider"]
+            )
+        )
+
+
+class QuotaApi(APIView):
+    """GET: the brand's limits, today's and this month's spend, reservations and counts.
+    PATCH (role admin): set the brand's overrides (null = the setting's default)."""
+
+    permission_classes = [IsAuthenticated, IsBrandAdminOrReadOnly]
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        return Response(budget_status(brand=request.current_brand))
+
+    @extend_schema(request=QuotaUpdateSerializer, responses=OpenApiTypes.OBJECT)
+    def patch(self, request: Request) -> Response:
+        serializer = QuotaUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        brand_quota_update(brand=request.current_brand, **serializer.validated_data)
+        return Response(budget_status(brand=request.current_brand))

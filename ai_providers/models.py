@@ -116,3 +116,15 @@ class ProviderCredential(models.Model):
     def is_key_expired(self) -> bool:
         """True when the plaintext key is older than ``CREDENTIAL_MAX_AGE`` (90 days)."""
         return self.key_age > CREDENTIAL_MAX_AGE
+
+
+from .budget_models import BrandQuota, BudgetCounter, BudgetMetric, BudgetReservation  # noqa: E402
+
+__all__ = [
+    "BrandQuota",
+    "BudgetCounter",
+    "BudgetMetric",
+    "BudgetReservation",
+    "Provider",
+    "ProviderCredential",
+]

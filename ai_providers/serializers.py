@@ -139,3 +139,31 @@ class ConnectionTestResultSerializer(serializers.Serializer):
     credential_id = serializers.IntegerField(source="credential.pk")
     provider = serializers.CharField(source="credential.provider.code")
     tested_at = serializers.DateTimeField()
+
+
+class QuotaStatusQuerySerializer(serializers.Serializer):
+    provider = serializers.ChoiceField(choices=Provider.Code.choices)
+
+
+class QuotaUpdateSerializer(serializers.Serializer):
+    """PATCH /ai/quotas/: the brand's overrides; null = back to the setting's default."""
+
+    o3_daily_budget = serializers.DecimalField(
+        max_digits=14, decimal_places=6, min_value=0, allow_null=True, required=False
+    )
+    daily_budget = serializers.DecimalField(
+        max_digits=14, decimal_places=6, min_value=0, allow_null=True, required=False
+    )
+    daily_reasoning_jobs_limit = serializers.IntegerField(
+        min_value=0, allow_null=True, required=False
+    )
+    monthly_token_quota = serializers.IntegerField(min_value=0, allow_null=True, required=False)
+    o3_monthly_token_quota = serializers.IntegerField(min_value=0, allow_null=True, required=False)
+    rpm_limit = serializers.IntegerField(min_value=1, allow_null=True, required=False)
+    tpm_limit = serializers.IntegerField(min_value=1, allow_null=True, required=False)
+    alert_webhook_url = serializers.URLField(allow_blank=True, required=False)
+
+    def validate(self, attrs: dict) -> dict:
+        if not attrs:
+            raise serializers.ValidationError("Give at least one field to change.")
+        return attrs

@@ -16,5 +16,10 @@ os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("AI_JOB_RUNNER", "inline")
 os.environ.setdefault("AI_RETRY_DELAYS", "0.05,0.1,0.2")
 os.environ.setdefault("AI_RATE_LIMIT_REQUEUE_DELAY", "0.05")
+# Functional tests make many calls without max_completion_tokens (each reserving the model's
+# max output); budget tests set their own limits per brand.
+os.environ.setdefault("AI_O3_SPECIAL_QUOTA", "100000000")
+os.environ.setdefault("AI_DEFAULT_MONTHLY_QUOTA", "1000000000")
+os.environ.setdefault("AI_DAILY_REASONING_JOBS_LIMIT", "100000")
 
 from megahub.settings import *  # noqa: E402, F403

@@ -19,6 +19,18 @@ from .factories import make_brand, make_member
 pytest_plugins = ["ai_core.fake_openai.pytest_plugin"]
 
 
+@pytest.fixture(scope="session")
+def fake_openai_server():
+    """The bundled fake server, counting prompt tokens with the exact o200k tokenizer (as
+    the real API does for these models), so estimates and billed usage can be compared."""
+    from ai_openai.tokens import count_text_tokens
+
+    server = FakeOpenAIServer(token_counter=lambda text: count_text_tokens(text, "o200k_base"))
+    server.start()
+    yield server
+    server.stop()
+
+
 IN_CI = os.environ.get("CI") == "true"
 
 

@@ -81,8 +81,9 @@ def test_prompt_tokens_use_pluggable_counter_and_content_parts() -> None:
             model="gpt-4o",
             messages=[{"role": "system", "content": "12345"}, {"role": "user", "content": parts}],
         )
-    # 5 + 3 + 4 characters, plus 3 per message, plus 3 for the reply priming.
-    assert completion.usage.prompt_tokens == 5 + 3 + 4 + 2 * 3 + 3
+    # Contents 5 + 3 + 4 and roles "system" 6 + "user" 4 characters (roles count, as in
+    # OpenAI's chat formula), plus 3 per message, plus 3 for the reply priming.
+    assert completion.usage.prompt_tokens == 5 + 3 + 4 + 6 + 4 + 2 * 3 + 3
 
 
 def test_streaming_matches_non_streaming(fake_openai: FakeOpenAIServer) -> None:

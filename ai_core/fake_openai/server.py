@@ -979,6 +979,8 @@ class FakeOpenAIServer:
             total += MESSAGE_OVERHEAD_TOKENS
             if not isinstance(message, Mapping):
                 continue
+            if isinstance(message.get("role"), str):
+                total += count(message["role"])
             if message.get("name"):
                 total += 1
             content = message.get("content")

@@ -140,6 +140,9 @@ def ai_job_create(
             extra={"job_id": job.public_id, "brand_id": brand.pk, "job_type": job_type},
         )
         ai_job_transition(job=job, to=JobStatus.QUEUED, now=now)
+        handler = get_handler(job_type_obj.handler)
+        if handler is not None and handler.reserve is not None:
+            handler.reserve(job)
         if dispatch:
             job_dispatch_on_commit(job)
     return job

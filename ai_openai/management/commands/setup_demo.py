@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 from ai_core.services import brand_setup_with_user
 from ai_openai.setup import ai_infrastructure_setup
-from ai_providers.models import ProviderCredential
+from ai_providers.models import BrandQuota, ProviderCredential
 from ai_providers.services import credential_create
 
 
@@ -42,4 +42,10 @@ class Command(BaseCommand):
                 api_key="sk-demo-fake-openai-key",
                 api_base=options["fake_url"],
             )
+        # The demo talks to the fake server: generous token quotas so requests without
+        # max_completion_tokens (which reserve the model's whole max output) are accepted.
+        BrandQuota.objects.update_or_create(
+            brand=result.brand,
+            defaults={"monthly_token_quota": 100_000_000, "o3_monthly_token_quota": 20_000_000},
+        )
         self.stdout.write(f"demo brand ready (credential 'fake-openai' -> {options['fake_url']})")

@@ -1,0 +1,472 @@
+"""Budgets and quotas that hold under concurrency (SPEC §6): reserve, then settle.
+
+Before a provider call, the job reserves its upper-bound cost and tokens on every counter
+that applies (O3 daily cost, daily cost, daily reasoning jobs, monthly tokens, monthly o3
+tokens), each with one conditional UPDATE::
+
+    UPDATE budget_counter SET reserved = reserved + :amount, limit_amount = :limit
+     WHERE brand = … AND metric = … AND period = … AND spent + reserved + :amount <= :limit
+
+PostgreSQL re-checks the WHERE clause of an UPDATE that waited for a concurrent one, so
+two reservations can never both take the last dollar: the limit is exact under any
+concurrency. Counters are reserved in one fixed order (``METRIC_ORDER``), so two jobs never
+deadlock. When the call ends the job settles (reserved → spent, at the actual cost) in the
+transaction that completes it and writes its usage record; every other exit releases. A
+reservation is settled or released exactly once (its row is locked and its status checked).
+
+Budgets fail closed: they live in the database, and no provider call is made unless the
+reservation committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
+from django.utils import timezone
+
+from ai_core.models import AIJob, Brand
+from megahub.errors import ApplicationError
+
+from .budget_models import BrandQuota, BudgetCounter, BudgetMetric, BudgetReservation
+from .errors import ProvidersErrorCode
+
+logger = logging.getLogger("megahub.budgets")
+
+MONEY = Decimal("0.000001")
+METRIC_ORDER = [
+    BudgetMetric.O3_COST,
+    BudgetMetric.COST,
+    BudgetMetric.REASONING_JOBS,
+    BudgetMetric.TOKENS,
+    BudgetMetric.O3_TOKENS,
+]
+DAILY_METRICS = {BudgetMetric.O3_COST, BudgetMetric.COST, BudgetMetric.REASONING_JOBS}
+COST_METRICS = {BudgetMetric.O3_COST, BudgetMetric.COST}
+TOKEN_METRICS = {BudgetMetric.TOKENS, BudgetMetric.O3_TOKENS}
+
+
+@dataclass(frozen=True)
+class Limits:
+    o3_daily_budget: Decimal
+    daily_budget: Decimal
+    daily_reasoning_jobs_limit: int
+    monthly_token_quota: int
+    o3_monthly_token_quota: int
+    rpm_limit: int | None
+    tpm_limit: int | None
+
+    def for_metric(self, metric: str) -> Decimal:
+        return Decimal(
+            {
+                BudgetMetric.O3_COST: self.o3_daily_budget,
+                BudgetMetric.COST: self.daily_budget,
+                BudgetMetric.REASONING_JOBS: self.daily_reasoning_jobs_limit,
+                BudgetMetric.TOKENS: self.monthly_token_quota,
+                BudgetMetric.O3_TOKENS: self.o3_monthly_token_quota,
+            }[metric]
+        )
+
+
+@dataclass(frozen=True)
+class BudgetRequest:
+    """What a call may cost at most: the estimate of SPEC §6."""
+
+    model: str
+    is_o3: bool
+    is_reasoning: bool
+    estimated_cost: Decimal
+    estimated_tokens: int
+
+
+LIMIT_FIELDS = (
+    "o3_daily_budget",
+    "daily_budget",
+    "daily_reasoning_jobs_limit",
+    "monthly_token_quota",
+    "o3_monthly_token_quota",
+    "rpm_limit",
+    "tpm_limit",
+)
+
+
+def default_limits() -> dict[str, Any]:
+    return {
+        "o3_daily_budget": Decimal(settings.AI_O3_DAILY_BUDGET),
+        "daily_budget": Decimal(settings.AI_DAILY_BUDGET),
+        "daily_reasoning_jobs_limit": int(settings.AI_DAILY_REASONING_JOBS_LIMIT),
+        "monthly_token_quota": int(settings.AI_DEFAULT_MONTHLY_QUOTA),
+        "o3_monthly_token_quota": int(settings.AI_O3_SPECIAL_QUOTA),
+        "rpm_limit": getattr(settings, "AI_DEFAULT_RPM_LIMIT", None),
+        "tpm_limit": getattr(settings, "AI_DEFAULT_TPM_LIMIT", None),
+    }
+
+
+def brand_limits(*, brand: Brand) -> Limits:
+    """The limits in force for ``brand``: its overrides, else the settings' defaults."""
+    values = default_limits()
+    quota = BrandQuota.objects.filter(brand=brand).first()
+    if quota is not None:
+        for name in LIMIT_FIELDS:
+            override = getattr(quota, name)
+            if override is not None:
+                values[name] = override
+    return Limits(**values)
+
+
+def periods(now: datetime | None = None) -> tuple[date, date]:
+    """(today, first day of this month), in UTC."""
+    today = (now or timezone.now()).astimezone(UTC).date()
+    return today, today.replace(day=1)
+
+
+def next_reset(metric: str, now: datetime | None = None) -> datetime:
+    today, month = periods(now)
+    if metric in DAILY_METRICS:
+        return datetime.combine(today + timedelta(days=1), time.min, tzinfo=UTC)
+    next_month = (month + timedelta(days=32)).replace(day=1)
+    return datetime.combine(next_month, time.min, tzinfo=UTC)
+
+
+class BudgetExceeded(ApplicationError):
+    status_code = 403
+    error_code = ProvidersErrorCode.BUDGET_EXCEEDED
+    default_detail = "Estimated cost exceeds the daily budget."
+
+
+def _items(request: BudgetRequest, limits: Limits, now: datetime) -> list[dict[str, Any]]:
+    today, month = periods(now)
+    amounts = {
+        BudgetMetric.O3_COST: request.estimated_cost if request.is_o3 else None,
+        BudgetMetric.COST: request.estimated_cost,
+        BudgetMetric.REASONING_JOBS: Decimal(1) if request.is_reasoning else None,
+        BudgetMetric.TOKENS: Decimal(request.estimated_tokens),
+        BudgetMetric.O3_TOKENS: Decimal(request.estimated_tokens) if request.is_o3 else None,
+    }
+    return [
+        {
+            "metric": str(metric),
+            "period": (today if metric in DAILY_METRICS else month).isoformat(),
+            "amount": str(amounts[metric]),
+            "limit": str(limits.for_metric(metric)),
+        }
+        for metric in METRIC_ORDER
+        if amounts[metric] is not None
+    ]
+
+
+def _counter(brand: Brand, item: dict[str, Any]) -> Any:
+    return BudgetCounter.objects.filter(
+        brand=brand, metric=item["metric"], period=date.fromisoformat(item["period"])
+    )
+
+
+def budget_reserve(
+    *,
+    brand: Brand,
+    job: AIJob,
+    request: BudgetRequest,
+    alternatives: Callable[[str, Decimal], list[str]] | None = None,
+    now: datetime | None = None,
+) -> BudgetReservation:
+    """Reserve ``request`` on every applicable counter, or raise the matching 403.
+
+    Must run inside the transaction that creates ``job``: a refusal rolls the job back
+    with the reservations already taken, so nothing partial is ever written.
+    ``alternatives(metric, remaining)`` names models that would fit (for the error body).
+    """
+    now = now or timezone.now()
+    limits = brand_limits(brand=brand)
+    items = _items(request, limits, now)
+    BudgetCounter.objects.bulk_create(
+        [
+            BudgetCounter(
+                brand=brand,
+                metric=item["metric"],
+                period=date.fromisoformat(item["period"]),
+                limit_amount=Decimal(item["limit"]),
+            )
+            for item in items
+        ],
+        ignore_conflicts=True,
+    )
+    for item in items:
+        amount, limit = Decimal(item["amount"]), Decimal(item["limit"])
+        updated = (
+            _counter(brand, item)
+            .filter(spent__lte=Value(limit) - F("reserved") - Value(amount))
+            .update(reserved=F("reserved") + amount, limit_amount=limit)
+        )
+        if not updated:
+            raise _refusal(brand, request, item, limits, now, alternatives)
+    reservation = BudgetReservation.objects.create(job=job, brand=brand, amounts=items)
+    logger.info(
+        "budget.reserved",
+        extra={
+            "job_id": job.public_id,
+            "brand_id": brand.pk,
+            "model": request.model,
+            "estimated_cost": str(request.estimated_cost),
+            "estimated_tokens": request.estimated_tokens,
+        },
+    )
+    return reservation
+
+
+def _refusal(
+    brand: Brand,
+    request: BudgetRequest,
+    item: dict[str, Any],
+    limits: Limits,
+    now: datetime,
+    alternatives: Callable[[str, Decimal], list[str]] | None,
+) -> ApplicationError:
+    counter = _counter(brand, item).first()
+    spent = counter.spent if counter else Decimal(0)
+    reserved = counter.reserved if counter else Decimal(0)
+    limit = Decimal(item["limit"])
+    remaining = max(Decimal(0), limit - spent - reserved)
+    metric = item["metric"]
+    alts = alternatives(metric, remaining) if alternatives else []
+    logger.warning(
+        "budget.rejected",
+        extra={"brand_id": brand.pk, "metric": metric, "model": request.model},
+    )
+    if metric == BudgetMetric.O3_COST:
+        return BudgetExceeded(
+            "Estimated cost exceeds daily O3 budget limit",
+            error_code=ProvidersErrorCode.O3_BUDGET_EXCEEDED,
+            model=request.model,
+            estimated_cost=f"{request.estimated_cost:.6f}",
+            daily_budget_remaining=f"{remaining.quantize(MONEY):.6f}",
+            suggestions=[
+                "Use o3-mini for cost optimization",
+                "Reduce max_completion_tokens",
+                "Use reasoning_effort='low'",
+            ],
+            alternatives=alts,
+        )
+    if metric == BudgetMetric.COST:
+        return BudgetExceeded(
+            "Estimated cost exceeds the daily budget",
+            model=request.model,
+            estimated_cost=f"{request.estimated_cost:.6f}",
+            daily_budget_remaining=f"{remaining.quantize(MONEY):.6f}",
+            suggestions=["Reduce max_completion_tokens", "Use a cheaper model"],
+            alternatives=alts,
+        )
+    if metric == BudgetMetric.REASONING_JOBS:
+        return BudgetExceeded(
+            "Daily reasoning quota exceeded for O3",
+            error_code=ProvidersErrorCode.REASONING_QUOTA_EXCEEDED,
+            model=request.model,
+            daily_reasoning_jobs=int(spent + reserved),
+            daily_limit=int(limit),
+            reset_time=next_reset(metric, now).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            alternatives=alts,
+        )
+    return BudgetExceeded(
+        "Monthly token quota exceeded"
+        + (" for O3 models" if metric == BudgetMetric.O3_TOKENS else ""),
+        suggestions=[
+            "Set max_completion_tokens: without it the reservation assumes the model's "
+            "maximum output",
+            "Use a model outside this quota",
+        ],
+        error_code=ProvidersErrorCode.MONTHLY_QUOTA_EXCEEDED,
+        model=request.model,
+        quota=metric,
+        estimated_tokens=request.estimated_tokens,
+        monthly_tokens_remaining=int(remaining),
+        monthly_limit=int(limit),
+        reset_time=next_reset(metric, now).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        alternatives=alts,
+    )
+
+
+def _finish(job: AIJob, status: str) -> BudgetReservation | None:
+    reservation = (
+        BudgetReservation.objects.select_for_update()
+        .filter(job=job, status=BudgetReservation.Status.RESERVED)
+        .first()
+    )
+    if reservation is None:
+        return None
+    reservation.status = status
+    reservation.finished_at = timezone.now()
+    reservation.save(update_fields=["status", "finished_at"])
+    return reservation
+
+
+@transaction.atomic
+def budget_settle(*, job: AIJob, actual_cost: Decimal, actual_tokens: int) -> list[BudgetCounter]:
+    """Turn the job's reservation into spend at the actual figures. Exactly once.
+
+    Runs in the transaction that completes the job (with its usage record). The actual
+    cost cannot exceed the reserved estimate for a well-behaved provider (the estimate is
+    an upper bound); if it ever does, the spend is still recorded — money spent is never
+    dropped — and ``budget.overrun`` is logged. Returns the counters touched.
+    """
+    reservation = _finish(job, BudgetReservation.Status.SETTLED)
+    if reservation is None:
+        return []
+    touched = []
+    for item in reservation.amounts:
+        metric = item["metric"]
+        if metric in COST_METRICS:
+            actual = actual_cost
+        elif metric in TOKEN_METRICS:
+            actual = Decimal(actual_tokens)
+        else:
+            actual = Decimal(1)
+        amount = Decimal(item["amount"])
+        if actual > amount:
+            logger.warning(
+                "budget.overrun",
+                extra={
+                    "job_id": job.public_id,
+                    "metric": metric,
+                    "reserved": str(amount),
+                    "actual": str(actual),
+                },
+            )
+        _counter(job.brand, item).update(
+            reserved=F("reserved") - amount,
+            spent=F("spent") + actual,
+            limit_amount=Greatest(F("limit_amount"), F("spent") + F("reserved") - amount + actual),
+        )
+        touched.append(_counter(job.brand, item).get())
+    logger.info(
+        "budget.settled",
+        extra={"job_id": job.public_id, "actual_cost": str(actual_cost), "tokens": actual_tokens},
+    )
+    return touched
+
+
+@transaction.atomic
+def budget_release(*, job: AIJob) -> bool:
+    """Give the job's reservation back, untouched by any spend. Exactly once."""
+    reservation = _finish(job, BudgetReservation.Status.RELEASED)
+    if reservation is None:
+        return False
+    for item in reservation.amounts:
+        _counter(job.brand, item).update(reserved=F("reserved") - Decimal(item["amount"]))
+    logger.info("budget.released", extra={"job_id": job.public_id})
+    return True
+
+
+def budget_reservations_sweep() -> int:
+    """Release reservations whose job ended without settling them (defensive: every exit
+    path already releases in the job's own transaction). Returns how many."""
+    from ai_core.models import TERMINAL_STATUSES
+
+    count = 0
+    stale = BudgetReservation.objects.filter(
+        status=BudgetReservation.Status.RESERVED, job__status__in=list(TERMINAL_STATUSES)
+    ).select_related("job", "job__brand")
+    for reservation in stale:
+        count += budget_release(job=reservation.job)
+    return count
+
+
+def budget_status(*, brand: Brand, now: datetime | None = None) -> dict[str, Any]:
+    """Limits, today's and this month's spend, reservations and counts (GET /ai/quotas/)."""
+    limits = brand_limits(brand=brand)
+    today, month = periods(now)
+    counters = {
+        c.metric: c
+        for c in BudgetCounter.objects.filter(brand=brand, period__in=[today, month])
+        if (c.period == today) == (c.metric in DAILY_METRICS)
+    }
+
+    def block(metric: str, money: bool) -> dict[str, Any]:
+        counter = counters.get(metric)
+        spent = counter.spent if counter else Decimal(0)
+        reserved = counter.reserved if counter else Decimal(0)
+        limit = limits.for_metric(metric)
+        remaining = max(Decimal(0), limit - spent - reserved)
+        fmt = (lambda v: f"{v.quantize(MONEY):.6f}") if money else (lambda v: int(v))
+        return {
+            "limit": fmt(limit),
+            "spent": fmt(spent),
+            "reserved": fmt(reserved),
+            "remaining": fmt(remaining),
+            "period": (today if metric in DAILY_METRICS else month).isoformat(),
+            "reset_time": next_reset(metric, now).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+
+    return {
+        "limits": {
+            "o3_daily_budget": f"{limits.o3_daily_budget:.6f}",
+            "daily_budget": f"{limits.daily_budget:.6f}",
+            "daily_reasoning_jobs_limit": limits.daily_reasoning_jobs_limit,
+            "monthly_token_quota": limits.monthly_token_quota,
+            "o3_monthly_token_quota": limits.o3_monthly_token_quota,
+            "rpm_limit": limits.rpm_limit,
+            "tpm_limit": limits.tpm_limit,
+        },
+        "today": {
+            "o3_cost": block(BudgetMetric.O3_COST, True),
+            "cost": block(BudgetMetric.COST, True),
+            "reasoning_jobs": block(BudgetMetric.REASONING_JOBS, False),
+        },
+        "month": {
+            "tokens": block(BudgetMetric.TOKENS, False),
+            "o3_tokens": block(BudgetMetric.O3_TOKENS, False),
+        },
+    }
+
+
+@transaction.atomic
+def brand_quota_update(*, brand: Brand, **overrides: Any) -> BrandQuota:
+    """Set the brand's overrides (only the fields given; None = the setting's default)."""
+    quota, _ = BrandQuota.objects.select_for_update().get_or_create(brand=brand)
+    for name, value in overrides.items():
+        setattr(quota, name, value)
+    quota.save()
+    logger.info("quota.updated", extra={"brand_id": brand.pk, "fields": sorted(overrides)})
+    return quota
+
+
+def quota_status(*, brand: Brand, provider_code: str) -> dict[str, Any]:
+    """GET /ai/credentials/quota_status/: the brand's budgets plus this provider's share."""
+    from ai_core.models import JobAttempt
+
+    from .models import ProviderCredential
+
+    status = budget_status(brand=brand)
+    today, month = periods()
+    attempts = JobAttempt.objects.filter(job__brand=brand, provider=provider_code)
+    status["provider"] = {
+        "code": provider_code,
+        "configured": ProviderCredential.objects.filter(
+            brand=brand, provider__code=provider_code, is_active=True
+        ).exists(),
+        "calls_today": attempts.filter(created_at__date=today).count(),
+        "calls_this_month": attempts.filter(created_at__date__gte=month).count(),
+    }
+    return status
+
+
+@transaction.atomic
+def monthly_quotas_reset(*, brand: Brand | None = None, now: datetime | None = None) -> int:
+    """Zero this month's token spend (reservations in flight are kept). Returns rows reset.
+
+    Monthly counters also roll over on their own on the 1st (a new period row); this is
+    the operator's early reset (SPEC §10 ``reset_monthly_ai_quotas``).
+    """
+    _, month = periods(now)
+    counters = BudgetCounter.objects.filter(metric__in=list(TOKEN_METRICS), period=month)
+    if brand is not None:
+        counters = counters.filter(brand=brand)
+    count = counters.update(spent=Decimal(0))
+    logger.info("quota.monthly_reset", extra={"rows": count})
+    return count

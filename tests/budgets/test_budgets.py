@@ -1,0 +1,162 @@
+"""SPEC §6 on every exit path, the quotas API, rate limits and period roll-over."""
+
+import time
+from datetime import timedelta
+from decimal import Decimal
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from ai_core.models import AIJob
+from ai_openai.services import budget_request_for
+from ai_openai.validation import prepare_chat_request
+from ai_providers.budget_models import BrandQuota, BudgetCounter
+from ai_providers.clients import client_cache_invalidate
+from ai_providers.ratelimit import rate_limit_reset
+from tests.core.test_auth import assert_error
+
+pytestmark = pytest.mark.django_db
+
+BODY = {
+    "model": "o3",
+    "max_completion_tokens": 200,
+    "messages": [{"role": "user", "content": "Analyse this."}],
+}
+
+
+def counter(brand, metric):
+    return BudgetCounter.objects.filter(brand=brand, metric=metric).first()
+
+
+@pytest.mark.parametrize(
+    ("faults", "billable"),
+    [
+        ([{"status": 500}] * 4, False),
+        ([{"type": "reset"}] * 4, False),
+        ([{"type": "hang", "seconds": 2}] * 4, False),
+        ([{"status": 401}], False),
+        ([{"type": "no_usage"}], True),
+    ],
+)
+def test_every_exit_path_leaves_nothing_reserved_and_charges_only_answers(
+    api_client, chat_ready, fake_openai, brand, settings, faults, billable
+):
+    settings.AI_PROVIDER_TIMEOUTS = {**settings.AI_PROVIDER_TIMEOUTS, "openai": 0.2}
+    client_cache_invalidate()
+    fake_openai.add_faults(faults)
+    response = api_client.post("/ai/openai/chat/", BODY, format="json")
+    o3 = counter(brand, "o3_cost")
+    assert o3.reserved == 0
+    assert counter(brand, "tokens").reserved == 0
+    if billable:
+        assert response.status_code == 200
+        assert response.json()["usage_source"] == "tokenizer"
+        assert o3.spent == Decimal(response.json()["cost_usd"]) > 0
+    else:
+        assert response.status_code in (401, 502, 504) or response.json()["error_code"]
+        assert o3.spent == 0
+
+
+def test_cancelled_job_releases_its_reservation(api_client, chat_ready, fake_openai, brand):
+    job_id = api_client.post("/ai/openai/chat/", {**BODY, "async": True}, format="json").json()[
+        "job_id"
+    ]
+    assert counter(brand, "o3_cost").reserved > 0  # held while queued
+    api_client.post(f"/ai/jobs/{job_id}/cancel/")
+    assert counter(brand, "o3_cost").reserved == 0
+    assert counter(brand, "o3_cost").spent == 0
+
+
+def test_refusal_is_the_seeds_error_and_writes_nothing(api_client, chat_ready, fake_openai, brand):
+    estimate = budget_request_for(prepare_chat_request(body=BODY)).estimated_cost
+    budget = (estimate * Decimal("0.6")).quantize(Decimal("0.000001"))
+    BrandQuota.objects.create(brand=brand, o3_daily_budget=budget)
+    body = assert_error(
+        api_client.post("/ai/openai/chat/", BODY, format="json"), 403, "O3_BUDGET_EXCEEDED"
+    )
+    assert body["model"] == "o3"
+    assert body["estimated_cost"] == f"{estimate:.6f}"
+    assert body["daily_budget_remaining"] == f"{budget:.6f}"
+    assert body["suggestions"]
+    # o3-mini (o3 family, same budget) would fit: its estimate is 55% of o3's.
+    assert "o3-mini" in body["alternatives"]
+    assert "gpt-4.1" in body["alternatives"]  # outside the o3 budget
+    assert AIJob.objects.count() == 0
+    assert fake_openai.requests() == []
+
+
+def test_quotas_api_get_and_patch(api_client, member_client, other_client, chat_ready, brand):
+    status = api_client.get("/ai/quotas/").json()
+    assert status["limits"]["o3_daily_budget"] == "100.000000"
+    assert status["today"]["o3_cost"]["spent"] == "0.000000"
+    assert_error(
+        member_client.patch("/ai/quotas/", {"rpm_limit": 5}, format="json"),
+        403,
+        "PERMISSION_DENIED",
+    )
+    response = api_client.patch(
+        "/ai/quotas/", {"o3_daily_budget": "12.50", "rpm_limit": 5}, format="json"
+    )
+    assert response.status_code == 200
+    assert response.json()["limits"]["o3_daily_budget"] == "12.500000"
+    assert response.json()["limits"]["rpm_limit"] == 5
+    assert other_client.get("/ai/quotas/").json()["limits"]["o3_daily_budget"] == "100.000000"
+    reset = api_client.patch("/ai/quotas/", {"o3_daily_budget": None}, format="json")
+    assert reset.json()["limits"]["o3_daily_budget"] == "100.000000"
+    assert_error(
+        api_client.patch("/ai/quotas/", {"daily_budget": "-1"}, format="json"),
+        400,
+        "VALIDATION_ERROR",
+    )
+    assert_error(api_client.patch("/ai/quotas/", {}, format="json"), 400, "VALIDATION_ERROR")
+
+
+def test_spend_shows_in_quotas_and_quota_status(api_client, chat_ready, fake_openai, brand):
+    cost = Decimal(api_client.post("/ai/openai/chat/", BODY, format="json").json()["cost_usd"])
+    status = api_client.get("/ai/quotas/").json()
+    assert Decimal(status["today"]["o3_cost"]["spent"]) == cost
+    assert Decimal(status["today"]["cost"]["spent"]) == cost
+    assert status["today"]["reasoning_jobs"]["spent"] == 1
+    per_provider = api_client.get("/ai/credentials/quota_status/?provider=openai").json()
+    assert per_provider["provider"]["configured"] is True
+    assert per_provider["provider"]["calls_today"] == 1
+    assert_error(
+        api_client.get("/ai/credentials/quota_status/?provider=nope"), 400, "VALIDATION_ERROR"
+    )
+
+
+def test_rate_limit_answers_429_then_lets_requests_through(
+    api_client, chat_ready, fake_openai, brand, settings
+):
+    settings.AI_RATE_LIMIT_WINDOW_SECONDS = 1.0
+    rate_limit_reset()
+    BrandQuota.objects.create(brand=brand, rpm_limit=3)
+    body = {**BODY, "model": "gpt-4o"}
+    assert [
+        api_client.post("/ai/openai/chat/", body, format="json").status_code for _ in range(3)
+    ] == [200] * 3
+    limited = api_client.post("/ai/openai/chat/", body, format="json")
+    assert_error(limited, 429, "RATE_LIMITED")
+    retry_after = int(limited["Retry-After"])
+    assert 1 <= retry_after <= 1
+    time.sleep(retry_after + 0.05)
+    assert api_client.post("/ai/openai/chat/", body, format="json").status_code == 200
+    rate_limit_reset()
+
+
+def test_daily_counters_roll_by_utc_date_and_monthly_reset(
+    api_client, chat_ready, fake_openai, brand
+):
+    api_client.post("/ai/openai/chat/", BODY, format="json")
+    today = counter(brand, "o3_cost")
+    BudgetCounter.objects.filter(pk=today.pk).update(period=today.period - timedelta(days=1))
+    status = api_client.get("/ai/quotas/").json()
+    assert status["today"]["o3_cost"]["spent"] == "0.000000"  # yesterday's spend is not today's
+    assert status["month"]["tokens"]["spent"] > 0
+    out = StringIO()
+    call_command("reset_monthly_ai_quotas", stdout=out)
+    assert "reset: 2" in out.getvalue()
+    assert api_client.get("/ai/quotas/").json()["month"]["tokens"]["spent"] == 0
+    assert timezone.now()
