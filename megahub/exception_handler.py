@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import DatabaseError, DataError, IntegrityError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -107,6 +108,18 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         exc = drf.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = drf.PermissionDenied()
+
+    if isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError | DataError):
+        # The database (which holds budgets) is unreachable: fail closed, say so, no 500.
+        logger.error("request.database_unavailable", extra={"error_class": type(exc).__name__})
+        return Response(
+            error_body(
+                "The database is unavailable; nothing was done. Retry shortly.",
+                ErrorCode.SERVICE_UNAVAILABLE,
+            ),
+            status=503,
+            headers={"Retry-After": "5"},
+        )
 
     response = drf_exception_handler(exc, context)
     if response is None:

@@ -245,6 +245,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "sweep-jobs": {"task": "ai_core.tasks.sweep_jobs", "schedule": 30.0},
+    "sweep-budget-reservations": {
+        "task": "ai_providers.tasks.sweep_budget_reservations",
+        "schedule": 300.0,
+    },
 }
 
 # --- AI: models, budgets, quotas ------------------------------------------------------
@@ -301,6 +305,17 @@ AI_ENCRYPTION_KEY = env.str("AI_ENCRYPTION_KEY", default="")
 AI_ENABLE_ALERTING = env.bool("AI_ENABLE_ALERTING", default=False)
 AI_ALERT_EMAIL = env.str("AI_ALERT_EMAIL", default="")
 AI_LOG_CONTENT = env.bool("AI_LOG_CONTENT", default=False)
+AI_DEFAULT_RPM_LIMIT = (
+    env.int("AI_DEFAULT_RPM_LIMIT", default=None)
+    if env.str("AI_DEFAULT_RPM_LIMIT", default="")
+    else None
+)
+AI_DEFAULT_TPM_LIMIT = (
+    env.int("AI_DEFAULT_TPM_LIMIT", default=None)
+    if env.str("AI_DEFAULT_TPM_LIMIT", default="")
+    else None
+)
+AI_RATE_LIMIT_WINDOW_SECONDS = env.float("AI_RATE_LIMIT_WINDOW_SECONDS", default=60.0)
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="megahub@localhost")
 
