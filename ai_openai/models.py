@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -146,3 +147,34 @@ class OpenAIJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id} {self.model}"
+
+
+class BrandApiKey(models.Model):
+    """A brand's key for the OpenAI-compatible gateway (``Authorization: Bearer mh-…``).
+
+    Only a SHA-256 of the key is stored (the key is 256 random bits, so a fast hash is
+    safe); the key itself is shown once, at creation. Revoked keys stay for the audit trail.
+    """
+
+    brand = models.ForeignKey("ai_core.Brand", on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16)
+    key_hash = models.CharField(max_length=64, unique=True)
+    # Model names this key may call; empty = every model the brand can use.
+    allowed_models = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.name})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

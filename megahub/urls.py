@@ -21,6 +21,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("ai/openai/", include("ai_openai.urls")),
+    path("ai/", include("ai_openai.gateway_urls")),
     path("ai/", include("ai_providers.urls")),
     path("ai/", include("ai_core.urls")),
     # Unknown URLs under the API prefixes answer in the API's JSON error format.

@@ -1,0 +1,220 @@
+"""The OpenAI-compatible gateway (SPEC §11): any ``openai`` SDK client can use MEGAHUB as
+its base URL (``http://host/ai/v1``) with a brand API key.
+
+The same path as ``POST /ai/openai/chat/`` runs underneath — validation and
+auto-configuration, rate limits and budgets, the executor with retries and fallbacks, the
+job, usage and cost — only the wire format differs: requests and responses are OpenAI's,
+and so are errors (``{"error": {"message", "type", "param", "code"}}``) so the SDK raises its
+usual exceptions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+import time
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from rest_framework import exceptions as drf
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from ai_core.models import AIJob, Brand, JobStatus
+from megahub.errors import ApplicationError, NotFound, PermissionDenied
+from megahub.exception_handler import api_exception_handler
+
+from .models import BrandApiKey
+from .registry import ai_model_list
+
+logger = logging.getLogger("megahub.gateway")
+
+KEY_PREFIX = "mh-"
+
+
+def _hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@transaction.atomic
+def api_key_create(
+    *, brand: Brand, name: str, user: Any = None, allowed_models: list[str] | None = None
+) -> tuple[BrandApiKey, str]:
+    """Create a key; returns the row and the key itself (shown once, never stored)."""
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = BrandApiKey.objects.create(
+        brand=brand,
+        name=name,
+        prefix=key[:12],
+        key_hash=_hash(key),
+        allowed_models=sorted(set(allowed_models or [])),
+        created_by=user if getattr(user, "pk", None) else None,
+    )
+    logger.info("api_key.created", extra={"brand_id": brand.pk, "api_key_id": row.pk})
+    return row, key
+
+
+def api_key_revoke(*, brand: Brand, key_id: Any) -> BrandApiKey:
+    row = (
+        BrandApiKey.objects.filter(brand=brand, pk=key_id, revoked_at=None).first()
+        if str(key_id).isdigit()
+        else None
+    )
+    if row is None:
+        raise NotFound()
+    row.revoked_at = timezone.now()
+    row.save(update_fields=["revoked_at"])
+    logger.info("api_key.revoked", extra={"brand_id": brand.pk, "api_key_id": row.pk})
+    return row
+
+
+def api_key_authenticate(authorization: str | None) -> BrandApiKey:
+    """The active key named by ``Bearer mh-…`` (one indexed lookup by hash)."""
+    scheme, _, key = (authorization or "").partition(" ")
+    key = key.strip()
+    if scheme != "Bearer" or not key.startswith(KEY_PREFIX) or len(key) > 200:
+        raise drf.AuthenticationFailed("Invalid API key. Send 'Authorization: Bearer mh-…'.")
+    row = (
+        BrandApiKey.objects.select_related("brand")
+        .filter(key_hash=_hash(key), revoked_at=None, brand__is_active=True)
+        .first()
+    )
+    if row is None:
+        raise drf.AuthenticationFailed("Invalid or revoked API key.")
+    now = timezone.now()
+    if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
+        BrandApiKey.objects.filter(pk=row.pk).update(last_used_at=now)
+    return row
+
+
+class GatewayUser:
+    """The principal of a gateway request: a brand's API key, not a person."""
+
+    is_authenticated = True
+    is_active = True
+    pk = None
+
+    def __init__(self, api_key: BrandApiKey) -> None:
+        self.api_key = api_key
+
+    def get_username(self) -> str:
+        return f"api-key:{self.api_key.prefix}"
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """``Authorization: Bearer mh-…`` → the key's brand becomes ``request.current_brand``."""
+
+    def authenticate(self, request: Request) -> tuple[GatewayUser, BrandApiKey]:
+        row = api_key_authenticate(request.headers.get("Authorization"))
+        request._request.current_brand = row.brand
+        request._request.api_key = row
+        return GatewayUser(row), row
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="megahub-gateway"'
+
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    424: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """Our error, re-shaped as OpenAI's so SDK clients raise their usual exceptions."""
+    response = api_exception_handler(exc, context)
+    body = response.data if isinstance(response.data, dict) else {}
+    field_errors = body.get("field_errors") or {}
+    invalid = body.get("invalid_params") or list(field_errors)
+    message = body.get("detail", "Request failed.")
+    if field_errors:
+        message += " " + "; ".join(f"{k}: {' '.join(v)}" for k, v in field_errors.items())
+    response.data = {
+        "error": {
+            "message": message,
+            "type": ERROR_TYPES.get(response.status_code, "api_error"),
+            "param": invalid[0] if invalid else None,
+            "code": str(body.get("error_code", "error")).lower(),
+            "megahub": {k: v for k, v in body.items() if k != "detail"},
+        }
+    }
+    return response
+
+
+def gateway_check_model(*, api_key: BrandApiKey, model: str) -> None:
+    if api_key.allowed_models and model not in api_key.allowed_models:
+        raise PermissionDenied(
+            f"This API key may not call model '{model}'.",
+            error_code="MODEL_NOT_ALLOWED_FOR_KEY",
+            suggestions=list(api_key.allowed_models),
+        )
+
+
+def chat_completion_body(job: AIJob) -> dict[str, Any]:
+    """A finished chat job as an OpenAI ``chat.completion`` object."""
+    if job.status != JobStatus.COMPLETED:
+        from .apis import job_error
+
+        raise job_error(job)
+    result = job.result or {}
+    usage = result.get("usage") or {}
+    message: dict[str, Any] = {"role": "assistant", "content": result.get("content")}
+    if result.get("tool_calls"):
+        message["tool_calls"] = result["tool_calls"]
+    return {
+        "id": f"chatcmpl-{job.public_id.removeprefix('ai_job_')}",
+        "object": "chat.completion",
+        "created": int(job.created_at.timestamp()),
+        "model": result.get("model"),
+        "choices": [{"index": 0, "message": message, "finish_reason": result.get("finish_reason")}],
+        "usage": {
+            "prompt_tokens": usage.get("prompt_tokens", 0),
+            "completion_tokens": usage.get("completion_tokens", 0),
+            "total_tokens": usage.get("total_tokens", 0),
+            "prompt_tokens_details": {"cached_tokens": usage.get("cached_tokens", 0)},
+            "completion_tokens_details": {"reasoning_tokens": usage.get("reasoning_tokens", 0)},
+        },
+        "system_fingerprint": None,
+        "megahub": {
+            "job_id": job.public_id,
+            "provider": result.get("provider"),
+            "cost_usd": result.get("cost_usd"),
+            "applied_config": result.get("applied_config"),
+            "fallback_used": result.get("fallback_used"),
+        },
+    }
+
+
+def models_body(*, api_key: BrandApiKey) -> dict[str, Any]:
+    created = int(time.time())
+    names = [m.name for m in ai_model_list(available_only=True)]
+    if api_key.allowed_models:
+        names = [n for n in names if n in api_key.allowed_models]
+    return {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": created, "owned_by": "megahub"}
+            for name in names
+        ],
+    }
+
+
+__all__ = [
+    "ApiKeyAuthentication",
+    "ApplicationError",
+    "api_key_authenticate",
+    "api_key_create",
+    "api_key_revoke",
+    "chat_completion_body",
+    "gateway_check_model",
+    "models_body",
+    "openai_exception_handler",
+]

@@ -1,0 +1,119 @@
+"""Gateway views (``/ai/v1/…``, API keys) and key management (``/ai/api-keys/``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ai_core.permissions import IsBrandAdmin
+from megahub.errors import ValidationFailed
+
+from .gateway import (
+    ApiKeyAuthentication,
+    api_key_create,
+    api_key_revoke,
+    chat_completion_body,
+    gateway_check_model,
+    models_body,
+    openai_exception_handler,
+)
+from .models import BrandApiKey
+from .services import chat_submit
+
+
+class GatewayView(APIView):
+    brand_exempt = True  # authenticated by API key, not by JWT + X-Brand-ID
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [IsAuthenticated]
+
+    def get_exception_handler(self) -> Any:
+        return openai_exception_handler
+
+
+class ChatCompletionsApi(GatewayView):
+    """``POST /ai/v1/chat/completions`` in OpenAI's wire format."""
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+    def post(self, request: Request) -> Response:
+        body = request.data
+        if not isinstance(body, dict):
+            raise ValidationFailed("The request body must be a JSON object.")
+        if body.get("stream"):
+            raise ValidationFailed(
+                "Streaming is not available on this gateway yet; call without stream.",
+                field_errors={"stream": ["Not supported yet."]},
+            )
+        api_key = request.auth
+        from django.conf import settings
+
+        gateway_check_model(api_key=api_key, model=body.get("model") or settings.AI_DEFAULT_MODEL)
+        chat_body = {k: v for k, v in body.items() if k not in ("stream", "stream_options", "user")}
+        job = chat_submit(brand=request.current_brand, user=None, body=chat_body, run_now=True)
+        return Response(chat_completion_body(job))
+
+
+class ModelsApi(GatewayView):
+    """``GET /ai/v1/models``: the models this key can call."""
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        return Response(models_body(api_key=request.auth))
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = BrandApiKey
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "allowed_models",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        ]
+
+
+class ApiKeyCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    allowed_models = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False, default=list
+    )
+
+
+class ApiKeyListApi(APIView):
+    """``GET`` the brand's keys (prefix only); ``POST`` creates one and returns the key once."""
+
+    permission_classes = [IsAuthenticated, IsBrandAdmin]
+
+    @extend_schema(responses=ApiKeySerializer(many=True))
+    def get(self, request: Request) -> Response:
+        keys = BrandApiKey.objects.filter(brand=request.current_brand)
+        return Response(ApiKeySerializer(keys, many=True).data)
+
+    @extend_schema(request=ApiKeyCreateSerializer, responses={201: OpenApiTypes.OBJECT})
+    def post(self, request: Request) -> Response:
+        serializer = ApiKeyCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        row, key = api_key_create(
+            brand=request.current_brand, user=request.user, **serializer.validated_data
+        )
+        return Response(
+            {"id": row.pk, "name": row.name, "key": key, "prefix": row.prefix}, status=201
+        )
+
+
+class ApiKeyDetailApi(APIView):
+    permission_classes = [IsAuthenticated, IsBrandAdmin]
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, key_id: str) -> Response:
+        api_key_revoke(brand=request.current_brand, key_id=key_id)
+        return Response(status=204)

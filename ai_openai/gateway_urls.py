@@ -1,0 +1,11 @@
+from django.urls import path, re_path
+
+from .gateway_apis import ApiKeyDetailApi, ApiKeyListApi, ChatCompletionsApi, ModelsApi
+
+# Included at /ai/ (megahub/urls.py).
+urlpatterns = [
+    re_path(r"^v1/chat/completions/?$", ChatCompletionsApi.as_view(), name="gateway-chat"),
+    re_path(r"^v1/models/?$", ModelsApi.as_view(), name="gateway-models"),
+    path("api-keys/", ApiKeyListApi.as_view(), name="api-keys"),
+    path("api-keys/<str:key_id>/", ApiKeyDetailApi.as_view(), name="api-key-detail"),
+]

@@ -1,0 +1,112 @@
+"""SPEC §11: the official openai SDK (sync and async) pointed at the gateway."""
+
+import asyncio
+
+import openai
+import pytest
+
+from ai_core.models import AIJob
+from ai_openai.models import BrandApiKey, OpenAIJob
+from tests.core.test_auth import assert_error
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HELLO = [{"role": "user", "content": "Bonjour"}]
+
+
+@pytest.fixture
+def gateway_key(api_client, chat_ready):
+    response = api_client.post("/ai/api-keys/", {"name": "ci"}, format="json")
+    assert response.status_code == 201
+    return response.json()
+
+
+@pytest.fixture
+def sdk(live_server, gateway_key):
+    return openai.OpenAI(
+        base_url=f"{live_server.url}/ai/v1", api_key=gateway_key["key"], max_retries=0, timeout=30
+    )
+
+
+def test_key_is_shown_once_and_stored_hashed(api_client, gateway_key):
+    assert gateway_key["key"].startswith("mh-")
+    assert gateway_key["prefix"] == gateway_key["key"][:12]
+    listed = api_client.get("/ai/api-keys/").json()
+    assert listed[0]["prefix"] == gateway_key["prefix"]
+    assert gateway_key["key"] not in str(listed)
+    row = BrandApiKey.objects.get()
+    assert gateway_key["key"] not in str(row.__dict__)
+
+
+def test_members_cannot_manage_keys(member_client, chat_ready):
+    assert_error(
+        member_client.post("/ai/api-keys/", {"name": "x"}, format="json"), 403, "PERMISSION_DENIED"
+    )
+    assert_error(member_client.get("/ai/api-keys/"), 403, "PERMISSION_DENIED")
+
+
+def test_sdk_chat_completion_through_the_gateway(sdk, fake_openai, brand):
+    completion = sdk.chat.completions.create(model="o3", messages=HELLO, max_completion_tokens=50)
+    assert completion.choices[0].message.content
+    assert completion.usage.completion_tokens_details.reasoning_tokens > 0
+    job = AIJob.objects.get(brand=brand)
+    assert job.status == "completed"
+    assert OpenAIJob.objects.get(job=job).model == "o3"
+    sent = [r["json"] for r in fake_openai.requests() if r["path"].endswith("/chat/completions")]
+    assert sent[-1]["reasoning_effort"] == "medium"  # auto-configured, as on the REST API
+
+
+def test_sdk_error_temperature_on_o3_raises_bad_request(sdk, fake_openai):
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk.chat.completions.create(model="o3", messages=HELLO, temperature=0.5)
+    assert "O3 models don't support temperature parameter" in str(info.value)
+    assert info.value.body["code"] == "invalid_parameter_for_model"
+    assert info.value.body["param"] == "temperature"
+    assert fake_openai.requests() == []
+
+
+def test_sdk_models_list(sdk):
+    names = [m.id for m in sdk.models.list()]
+    assert {"o3", "gpt-4o", "gpt-4.1"} <= set(names)
+
+
+def test_async_sdk_client(live_server, gateway_key, fake_openai):
+    async def run():
+        client = openai.AsyncOpenAI(
+            base_url=f"{live_server.url}/ai/v1", api_key=gateway_key["key"], max_retries=0
+        )
+        completion = await client.chat.completions.create(model="gpt-4o", messages=HELLO)
+        models = await client.models.list()
+        return completion, [m.id async for m in models]
+
+    completion, names = asyncio.run(run())
+    assert completion.choices[0].message.content
+    assert "gpt-4o" in names
+
+
+def test_bad_and_revoked_keys_are_401(live_server, api_client, gateway_key):
+    bad = openai.OpenAI(base_url=f"{live_server.url}/ai/v1", api_key="mh-nope", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.models.list()
+    api_client.delete(f"/ai/api-keys/{gateway_key['id']}/")
+    revoked = openai.OpenAI(
+        base_url=f"{live_server.url}/ai/v1", api_key=gateway_key["key"], max_retries=0
+    )
+    with pytest.raises(openai.AuthenticationError):
+        revoked.models.list()
+
+
+def test_key_restricted_to_models(live_server, api_client, chat_ready, fake_openai):
+    key = api_client.post(
+        "/ai/api-keys/", {"name": "mini", "allowed_models": ["gpt-4o-mini"]}, format="json"
+    ).json()
+    client = openai.OpenAI(base_url=f"{live_server.url}/ai/v1", api_key=key["key"], max_retries=0)
+    assert [m.id for m in client.models.list()] == ["gpt-4o-mini"]
+    with pytest.raises(openai.PermissionDeniedError):
+        client.chat.completions.create(model="o3", messages=HELLO)
+    assert client.chat.completions.create(model="gpt-4o-mini", messages=HELLO).choices
+
+
+def test_other_brands_key_cannot_be_revoked(api_client, other_client, gateway_key, other_admin):
+    assert_error(other_client.delete(f"/ai/api-keys/{gateway_key['id']}/"), 404, "NOT_FOUND")
+    assert BrandApiKey.objects.get().revoked_at is None
