@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from .errors import JobNotFound
 from .filters import JobFilter
+from .idempotency import idempotent_response
 from .models import AIJob
 from .scoping import BrandScopedViewSetMixin
 from .selectors import job_types_active, jobs_dashboard, user_memberships
@@ -85,14 +86,20 @@ class JobViewSet(
     def create(self, request: Request) -> Response:
         serializer = JobCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        job = ai_job_create(
-            brand=request.current_brand, user=request.user, **serializer.validated_data
-        )
-        job.refresh_from_db()
-        return Response(
-            JobSerializer(job).data,
-            status=status.HTTP_201_CREATED,
-            headers={"Location": f"/ai/jobs/{job.public_id}/"},
+
+        def run() -> Response:
+            job = ai_job_create(
+                brand=request.current_brand, user=request.user, **serializer.validated_data
+            )
+            job.refresh_from_db()
+            return Response(
+                JobSerializer(job).data,
+                status=status.HTTP_201_CREATED,
+                headers={"Location": f"/ai/jobs/{job.public_id}/"},
+            )
+
+        return idempotent_response(
+            request=request, brand=request.current_brand, scope="jobs.create", run=run
         )
 
     @extend_schema(request=None, responses=JobSerializer)

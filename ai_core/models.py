@@ -230,3 +230,32 @@ class JobAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.job_id}#{self.number} {self.provider}/{self.model} {self.outcome}"
+
+
+class IdempotencyRecord(models.Model):
+    """One ``Idempotency-Key`` of one brand on one endpoint, and the response it produced.
+
+    The unique key makes "runs once" structural: of concurrent repeats, one insert wins and
+    runs; the others wait for its response.
+    """
+
+    class State(models.TextChoices):
+        IN_PROGRESS = "in_progress", "In progress"
+        COMPLETED = "completed", "Completed"
+
+    brand = models.ForeignKey(Brand, on_delete=models.CASCADE, related_name="+")
+    scope = models.CharField(max_length=64)
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.IN_PROGRESS)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["brand", "scope", "key"], name="uniq_idempotency_key")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scope}:{self.key}"

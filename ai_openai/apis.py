@@ -7,6 +7,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ai_core.idempotency import idempotent_response
 from ai_core.models import AIJob, JobStatus
 from ai_core.scoping import BrandScopedViewSetMixin
 from ai_core.selectors import job_get
@@ -78,14 +79,20 @@ class ChatApi(APIView):
         run_async = body.get("async", False)
         if not isinstance(run_async, bool):
             raise ValidationFailed(field_errors={"async": ["Must be true or false."]})
-        job = chat_submit(
-            brand=request.current_brand, user=request.user, body=body, run_now=not run_async
+
+        def run() -> Response:
+            job = chat_submit(
+                brand=request.current_brand, user=request.user, body=body, run_now=not run_async
+            )
+            if run_async:
+                return Response(async_accepted(job), status=202)
+            if job.status != JobStatus.COMPLETED:
+                raise job_error(job)
+            return Response(job.result)
+
+        return idempotent_response(
+            request=request, brand=request.current_brand, scope="openai.chat", run=run
         )
-        if run_async:
-            return Response(async_accepted(job), status=202)
-        if job.status != JobStatus.COMPLETED:
-            raise job_error(job)
-        return Response(job.result)
 
 
 class OpenAIJobViewSet(BrandScopedViewSetMixin, mixins.ListModelMixin, viewsets.GenericViewSet):

@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ai_core.idempotency import idempotent_response
 from ai_core.permissions import IsBrandAdmin
 from megahub.errors import ValidationFailed
 
@@ -55,8 +56,14 @@ class ChatCompletionsApi(GatewayView):
 
         gateway_check_model(api_key=api_key, model=body.get("model") or settings.AI_DEFAULT_MODEL)
         chat_body = {k: v for k, v in body.items() if k not in ("stream", "stream_options", "user")}
-        job = chat_submit(brand=request.current_brand, user=None, body=chat_body, run_now=True)
-        return Response(chat_completion_body(job))
+
+        def run() -> Response:
+            job = chat_submit(brand=request.current_brand, user=None, body=chat_body, run_now=True)
+            return Response(chat_completion_body(job))
+
+        return idempotent_response(
+            request=request, brand=request.current_brand, scope="gateway.chat", run=run
+        )
 
 
 class ModelsApi(GatewayView):

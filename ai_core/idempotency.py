@@ -1,0 +1,101 @@
+"""``Idempotency-Key`` (SPEC §5, beyond): a repeat returns the first response and runs
+nothing twice; the same key with a different body is 409 ``IDEMPOTENCY_CONFLICT``.
+
+The first request inserts the key (committed at once, before any work), runs, then stores
+its response. A concurrent repeat finds the key and waits for that response; a later one
+gets it at once. A request that fails frees its key, so the client may retry it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from megahub.errors import Conflict, ValidationFailed
+
+from .models import Brand, IdempotencyRecord
+
+logger = logging.getLogger("megahub.idempotency")
+
+HEADER = "Idempotency-Key"
+WAIT_SECONDS = 120.0
+POLL_SECONDS = 0.05
+RETENTION = timedelta(hours=24)
+
+
+class IdempotencyConflict(Conflict):
+    error_code = "IDEMPOTENCY_CONFLICT"
+    default_detail = "This Idempotency-Key was used with a different request body."
+
+
+def _body_hash(body: Any) -> str:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def idempotent_response(
+    *, request: Request, brand: Brand, scope: str, run: Callable[[], Response]
+) -> Response:
+    """Run ``run`` at most once per (brand, scope, Idempotency-Key)."""
+    key = request.headers.get(HEADER)
+    if key is None:
+        return run()
+    key = key.strip()
+    if not key or len(key) > 255:
+        raise ValidationFailed(field_errors={HEADER: ["Must be 1 to 255 characters."]})
+    digest = _body_hash(request.data)
+    IdempotencyRecord.objects.filter(
+        brand=brand, scope=scope, key=key, created_at__lt=timezone.now() - RETENTION
+    ).delete()
+    try:
+        with transaction.atomic():
+            record = IdempotencyRecord.objects.create(
+                brand=brand, scope=scope, key=key, request_hash=digest
+            )
+    except IntegrityError:
+        return _replay(brand=brand, scope=scope, key=key, digest=digest)
+    try:
+        response = run()
+    except BaseException:
+        record.delete()
+        raise
+    if response.status_code >= 400:
+        record.delete()
+        return response
+    record.state = IdempotencyRecord.State.COMPLETED
+    record.response_status = response.status_code
+    record.response_body = response.data
+    record.save(update_fields=["state", "response_status", "response_body"])
+    return response
+
+
+def _replay(*, brand: Brand, scope: str, key: str, digest: str) -> Response:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        record = IdempotencyRecord.objects.filter(brand=brand, scope=scope, key=key).first()
+        if record is None:
+            raise IdempotencyConflict(
+                "The first request with this Idempotency-Key failed; retry it.",
+            )
+        if record.request_hash != digest:
+            raise IdempotencyConflict()
+        if record.state == IdempotencyRecord.State.COMPLETED:
+            logger.info("idempotency.replayed", extra={"scope": scope, "brand_id": brand.pk})
+            return Response(
+                record.response_body,
+                status=record.response_status,
+                headers={"Idempotent-Replayed": "true"},
+            )
+        if time.monotonic() > deadline:
+            raise IdempotencyConflict("The first request with this key is still running.")
+        time.sleep(POLL_SECONDS)

@@ -1,0 +1,112 @@
+"""Idempotency-Key on POST /ai/openai/chat/, POST /ai/jobs/ and the gateway."""
+
+import pytest
+from rest_framework_simplejwt.tokens import AccessToken
+
+from ai_core.models import AIJob
+from ai_openai.models import OpenAIJob
+from tests.core.test_auth import assert_error
+from tests.workers import api_server, require_postgres_and_redis
+
+BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Hello"}]}
+
+
+def chats(fake):
+    return [r for r in fake.requests() if r["path"].endswith("/chat/completions")]
+
+
+@pytest.mark.django_db
+def test_repeat_returns_the_first_response_and_runs_nothing_twice(
+    api_client, chat_ready, fake_openai
+):
+    first = api_client.post("/ai/openai/chat/", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    again = api_client.post("/ai/openai/chat/", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert first.status_code == again.status_code == 200
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert AIJob.objects.count() == 1
+    assert len(chats(fake_openai)) == 1
+
+
+@pytest.mark.django_db
+def test_same_key_with_another_body_is_409(api_client, chat_ready, fake_openai):
+    api_client.post("/ai/openai/chat/", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+    other = {**BODY, "messages": [{"role": "user", "content": "Something else"}]}
+    response = api_client.post("/ai/openai/chat/", other, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+    assert_error(response, 409, "IDEMPOTENCY_CONFLICT")
+    assert AIJob.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_keys_are_per_brand_and_per_endpoint(
+    api_client, other_client, chat_ready, fake_openai, make_openai_credential, other_brand
+):
+    make_openai_credential(other_brand)
+    api_client.post("/ai/openai/chat/", BODY, format="json", HTTP_IDEMPOTENCY_KEY="shared")
+    other = other_client.post(
+        "/ai/openai/chat/", BODY, format="json", HTTP_IDEMPOTENCY_KEY="shared"
+    )
+    assert other.status_code == 200
+    assert "Idempotent-Replayed" not in other
+    job = api_client.post(
+        "/ai/jobs/",
+        {"job_type": "chat_completion", "input": {"prompt": "hi"}},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="shared",
+    )
+    assert job.status_code == 201
+    assert AIJob.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_job_creation_is_idempotent(api_client, chat_ready, fake_openai):
+    payload = {"job_type": "chat_completion", "input": {"prompt": "hi"}}
+    first = api_client.post("/ai/jobs/", payload, format="json", HTTP_IDEMPOTENCY_KEY="job-1")
+    again = api_client.post("/ai/jobs/", payload, format="json", HTTP_IDEMPOTENCY_KEY="job-1")
+    assert first.json()["id"] == again.json()["id"]
+    assert AIJob.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_failed_first_request_frees_its_key(api_client, chat_ready, fake_openai):
+    bad = api_client.post(
+        "/ai/openai/chat/", {**BODY, "model": "nope"}, format="json", HTTP_IDEMPOTENCY_KEY="k-3"
+    )
+    assert bad.status_code == 400
+    ok = api_client.post("/ai/openai/chat/", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k-3")
+    assert ok.status_code == 200
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(120)
+def test_twenty_concurrent_repeats_run_once(chat_ready, fake_openai, brand, admin_user):
+    require_postgres_and_redis()
+    fake_openai.configure(latency_ms=300)
+    token = str(AccessToken.for_user(admin_user))
+    with api_server() as server:
+        url = f"{server.url}/ai/openai/chat/"
+        import json
+        import urllib.request
+        from concurrent.futures import ThreadPoolExecutor
+
+        def post(_):
+            request = urllib.request.Request(
+                url,
+                data=json.dumps(BODY).encode(),
+                method="POST",
+                headers={
+                    "Content-Type": "application/json",
+                    "Authorization": f"Bearer {token}",
+                    "X-Brand-ID": "acme",
+                    "Idempotency-Key": "burst",
+                },
+            )
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return json.loads(response.read())
+
+        with ThreadPoolExecutor(20) as pool:
+            bodies = list(pool.map(post, range(20)))
+    assert len({b["job_id"] for b in bodies}) == 1
+    assert AIJob.objects.count() == 1
+    assert OpenAIJob.objects.count() == 1
+    assert len(chats(fake_openai)) == 1
