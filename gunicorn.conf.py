@@ -14,3 +14,11 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", 120))
 keepalive = 5
 accesslog = None
 errorlog = "-"
+
+
+def child_exit(server, worker):  # noqa: ANN001 - gunicorn's hook signature
+    """Multiprocess Prometheus metrics: drop a dead worker's live gauges."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -21,6 +21,8 @@ from typing import Any, Generic, TypeVar
 
 from django.conf import settings
 
+from megahub import metrics
+
 from .provider_errors import ProviderError, ProviderUnavailable
 
 logger = logging.getLogger("megahub.executor")
@@ -136,11 +138,15 @@ def execute(
 
     def record(attempt: Attempt) -> None:
         attempts.append(attempt)
+        metrics.record_provider_attempt(
+            attempt.provider, attempt.model, attempt.outcome, attempt.latency_ms
+        )
         if on_attempt is not None:
             on_attempt(attempt)
 
     for index, target in enumerate(targets):
         if index > 0:
+            metrics.record_provider_fallback(targets[index - 1].model, target.model)
             logger.info(
                 "provider.fallback",
                 extra={"provider": target.provider, "model": target.model, "role": target.role},
@@ -170,6 +176,8 @@ def execute(
                 # The circuit opened during our retries (e.g. a failed half-open trial).
                 break
             number = len(attempts) + 1
+            if retry_index > 0:
+                metrics.record_provider_retry(target.provider, target.model)
             logger.info(
                 "job.attempt.started",
                 extra={"attempt": number, "provider": target.provider, "model": target.model},

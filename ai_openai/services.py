@@ -21,6 +21,7 @@ from ai_core.handlers import HandlerResult, JobHandler, JobRunContext
 from ai_core.models import AIJob, Brand
 from ai_core.provider_errors import ProviderNotConfigured
 from ai_core.services.jobs import ai_job_create, ai_job_run
+from ai_providers.alerts import budget_alerts_check
 from ai_providers.budgets import (
     BudgetRequest,
     brand_limits,
@@ -33,7 +34,9 @@ from ai_providers.clients import ChatResult, chat_completion
 from ai_providers.ratelimit import rate_limit_check
 from ai_providers.selectors import providers_for_model
 from ai_providers.services import credential_mark_used
+from ai_usage.services.records import usage_record_create
 from megahub.errors import ValidationFailed
+from megahub.metrics import record_usage_metrics
 from megahub.tracing import traceparent_header
 
 from .models import AIModel, OpenAIJob
@@ -253,7 +256,22 @@ def chat_job_run(context: JobRunContext) -> HandlerResult:
     }
 
     def finalize(locked_job: AIJob) -> None:
-        budget_settle(job=locked_job, actual_cost=cost, actual_tokens=usage["total_tokens"])
+        counters = budget_settle(
+            job=locked_job, actual_cost=cost, actual_tokens=usage["total_tokens"]
+        )
+        budget_alerts_check(brand=locked_job.brand, counters=counters)
+        usage_record_create(
+            job=locked_job,
+            provider=execution.target.provider,
+            model_name=model.name,
+            generation=model.generation,
+            prompt_tokens=usage["prompt_tokens"],
+            cached_tokens=usage["cached_tokens"],
+            completion_tokens=usage["completion_tokens"],
+            reasoning_tokens=usage["reasoning_tokens"],
+            total_cost=cost,
+            execution_time_seconds=Decimal(str(round(elapsed, 3))),
+        )
         OpenAIJob.objects.update_or_create(
             job=locked_job,
             defaults={
@@ -276,6 +294,7 @@ def chat_job_run(context: JobRunContext) -> HandlerResult:
             },
         )
         transaction.on_commit(lambda: credential_mark_used(credential=credential))
+        transaction.on_commit(lambda: record_usage_metrics(model.name, usage, cost))
 
     return HandlerResult(
         result=response,

@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from ai_core.models import AIJob, Brand
 from megahub.errors import ApplicationError
+from megahub.metrics import record_budget_rejection
 
 from .budget_models import BrandQuota, BudgetCounter, BudgetMetric, BudgetReservation
 from .errors import ProvidersErrorCode
@@ -236,6 +237,7 @@ def _refusal(
     remaining = max(Decimal(0), limit - spent - reserved)
     metric = item["metric"]
     alts = alternatives(metric, remaining) if alternatives else []
+    record_budget_rejection(metric)
     logger.warning(
         "budget.rejected",
         extra={"brand_id": brand.pk, "metric": metric, "model": request.model},

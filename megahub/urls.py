@@ -4,6 +4,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
+from .metrics import metrics_view
 from .middleware import json_not_found, json_server_error
 
 
@@ -16,6 +17,7 @@ json_not_found.brand_exempt = True  # type: ignore[attr-defined]
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health", health),
+    path("metrics", metrics_view, name="metrics"),
     path("api/auth/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
     path("api/auth/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
@@ -23,6 +25,7 @@ urlpatterns = [
     path("ai/openai/", include("ai_openai.urls")),
     path("ai/", include("ai_openai.gateway_urls")),
     path("ai/", include("ai_providers.urls")),
+    path("ai/", include("ai_usage.urls")),
     path("ai/", include("ai_core.urls")),
     # Unknown URLs under the API prefixes answer in the API's JSON error format.
     re_path(r"^(?:ai|api)(?:/.*)?$", json_not_found),

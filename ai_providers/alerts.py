@@ -1,0 +1,139 @@
+"""Budget and quota alerts at 80% and 100% (SPEC §6): once per period each, then notified.
+
+``budget_alerts_check`` runs in the transaction that settles a job, on the counters the
+settlement touched. The alert row's unique key (brand, kind, threshold, period) makes "once
+per period" structural: when 50 settlements cross 80% together, one insert wins and the
+others find it. Notifications (e-mail to AI_ALERT_EMAIL when AI_ENABLE_ALERTING, a POST to
+the brand's webhook) are sent after commit, on a background thread with a short timeout:
+a failing mail server or webhook is logged and never fails the user's request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import urllib.request
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+
+from ai_core.models import Brand
+from ai_usage.models import UsageAlert
+from ai_usage.services.alerts import usage_alert_raise
+
+from .budget_models import BrandQuota, BudgetCounter, BudgetMetric
+
+logger = logging.getLogger("megahub.alerts")
+
+THRESHOLDS = (80, 100)
+KIND_BY_METRIC = {
+    BudgetMetric.O3_COST: UsageAlert.Kind.O3_DAILY_BUDGET,
+    BudgetMetric.COST: UsageAlert.Kind.DAILY_BUDGET,
+    BudgetMetric.REASONING_JOBS: UsageAlert.Kind.REASONING_JOBS,
+    BudgetMetric.TOKENS: UsageAlert.Kind.MONTHLY_TOKENS,
+    BudgetMetric.O3_TOKENS: UsageAlert.Kind.O3_MONTHLY_TOKENS,
+}
+WEBHOOK_TIMEOUT_SECONDS = 5
+
+
+def budget_alerts_check(*, brand: Brand, counters: list[BudgetCounter]) -> list[UsageAlert]:
+    """Raise the 80%/100% alerts the given counters have reached (each once per period)."""
+    raised = []
+    for counter in counters:
+        if counter.limit_amount <= 0:
+            continue
+        percent = counter.spent * 100 / counter.limit_amount
+        daily = counter.metric in (
+            BudgetMetric.O3_COST,
+            BudgetMetric.COST,
+            BudgetMetric.REASONING_JOBS,
+        )
+        period = counter.period.isoformat() if daily else counter.period.strftime("%Y-%m")
+        for threshold in THRESHOLDS:
+            if percent < threshold:
+                continue
+            kind = KIND_BY_METRIC[BudgetMetric(counter.metric)]
+            alert = usage_alert_raise(
+                brand=brand,
+                kind=kind,
+                threshold=threshold,
+                period=period,
+                value=counter.spent,
+                limit=counter.limit_amount,
+                message=(
+                    f"{UsageAlert.Kind(kind).label} for {period} reached {threshold}%: "
+                    f"{counter.spent.normalize()} of {counter.limit_amount.normalize()}."
+                ),
+            )
+            if alert is not None:
+                raised.append(alert)
+                logger.warning(
+                    "alert.raised",
+                    extra={"brand_id": brand.pk, "kind": kind, "threshold": threshold},
+                )
+                alert_id = alert.pk
+                transaction.on_commit(lambda alert_id=alert_id: alert_notify_async(alert_id))
+    return raised
+
+
+def alert_notify_async(alert_id: int) -> None:
+    thread = threading.Thread(target=alert_notify, args=(alert_id,), daemon=True)
+    thread.start()
+
+
+def alert_notify(alert_id: int) -> dict[str, Any]:
+    """Send the alert by e-mail and webhook. Never raises; returns what was attempted."""
+    from django.db import connection
+
+    outcome: dict[str, Any] = {"email": None, "webhook": None}
+    try:
+        alert = UsageAlert.objects.select_related("brand").get(pk=alert_id)
+        if settings.AI_ENABLE_ALERTING and settings.AI_ALERT_EMAIL:
+            try:
+                send_mail(
+                    subject=f"[MEGAHUB] {alert.brand.slug}: {alert.message}",
+                    message=alert.message,
+                    from_email=settings.DEFAULT_FROM_EMAIL,
+                    recipient_list=[settings.AI_ALERT_EMAIL],
+                    fail_silently=False,
+                )
+                outcome["email"] = "sent"
+            except Exception as exc:  # noqa: BLE001 - never fails the request
+                outcome["email"] = "failed"
+                logger.warning("alert.email.failed", extra={"error_class": type(exc).__name__})
+        quota = BrandQuota.objects.filter(brand_id=alert.brand_id).first()
+        if quota is not None and quota.alert_webhook_url:
+            outcome["webhook"] = _post_webhook(quota.alert_webhook_url, alert)
+    except Exception:  # noqa: BLE001 - a notification must never break anything
+        logger.exception("alert.notify.crashed", extra={"alert_id": alert_id})
+    finally:
+        if threading.current_thread() is not threading.main_thread():
+            connection.close()
+    return outcome
+
+
+def _post_webhook(url: str, alert: UsageAlert) -> str:
+    body = json.dumps(
+        {
+            "alert_id": alert.pk,
+            "brand": alert.brand.slug,
+            "kind": alert.kind,
+            "threshold": alert.threshold,
+            "period": alert.period,
+            "value": str(alert.value),
+            "limit": str(alert.limit),
+            "message": alert.message,
+        }
+    ).encode()
+    request = urllib.request.Request(  # noqa: S310 - the brand admin's configured URL
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS):  # noqa: S310
+            return "sent"
+    except Exception as exc:  # noqa: BLE001 - never fails the request
+        logger.warning("alert.webhook.failed", extra={"error_class": type(exc).__name__})
+        return "failed"

@@ -1,0 +1,55 @@
+from typing import Any
+
+import django_filters
+from rest_framework.filters import OrderingFilter
+
+from .models import UsageAlert, UsageRecord
+
+
+class CommaListFilter(django_filters.BaseInFilter, django_filters.CharFilter):
+    """``?model_name__in=o3,gpt-4o``."""
+
+
+class UsageFilter(django_filters.FilterSet):
+    created_at__gte = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_at__lte = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
+    total_cost__gte = django_filters.NumberFilter(field_name="total_cost", lookup_expr="gte")
+    total_cost__lte = django_filters.NumberFilter(field_name="total_cost", lookup_expr="lte")
+    model_name = django_filters.CharFilter(field_name="model_name")
+    model_name__in = CommaListFilter(field_name="model_name", lookup_expr="in")
+    generation = django_filters.CharFilter(field_name="generation")
+    provider = django_filters.CharFilter(field_name="provider")
+    job_type = django_filters.CharFilter(field_name="job_type")
+    quality_score__gte = django_filters.NumberFilter(field_name="quality_score", lookup_expr="gte")
+    cost_efficiency__gte = django_filters.NumberFilter(
+        field_name="cost_efficiency", lookup_expr="gte"
+    )
+    is_cached = django_filters.BooleanFilter(field_name="is_cached")
+
+    class Meta:
+        model = UsageRecord
+        fields: list[str] = []
+
+
+class AlertFilter(django_filters.FilterSet):
+    kind = django_filters.ChoiceFilter(choices=UsageAlert.Kind.choices)
+    threshold = django_filters.NumberFilter(field_name="threshold")
+    period = django_filters.CharFilter(field_name="period")
+    acknowledged = django_filters.BooleanFilter(
+        field_name="acknowledged_at", lookup_expr="isnull", exclude=True
+    )
+
+    class Meta:
+        model = UsageAlert
+        fields: list[str] = []
+
+
+class StableOrderingFilter(OrderingFilter):
+    """``?ordering=`` with the job id as the last key, so rows that tie on the requested
+    field (equal costs, null scores) keep one order across pages and exports."""
+
+    def get_ordering(self, request: Any, queryset: Any, view: Any) -> list[str]:
+        ordering = list(super().get_ordering(request, queryset, view) or [])
+        if not any(field.lstrip("-") in ("job", "job_id", "pk") for field in ordering):
+            ordering.append("-job_id")
+        return ordering

@@ -1,0 +1,95 @@
+"""Writing usage records: exactly one per completed provider call."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from ai_core.models import AIJob
+
+from ..errors import UsageAlreadyRecorded
+from ..models import UsageRecord
+from ..units import MICRO, MILLI
+from .rollups import rollup_add
+
+logger = logging.getLogger("megahub.usage")
+
+
+def usage_record_create(
+    *,
+    job: AIJob,
+    provider: str,
+    model_name: str,
+    generation: str,
+    prompt_tokens: int,
+    cached_tokens: int,
+    completion_tokens: int,
+    reasoning_tokens: int,
+    total_cost: Decimal,
+    execution_time_seconds: Decimal,
+    is_cached: bool = False,
+    created_at: datetime | None = None,
+) -> UsageRecord:
+    """Record the usage of ``job``'s provider call and add it to the daily rollup.
+
+    Call it inside the transaction that completes the job (ai_core's ``finalize``): the
+    row and the rollup increment then commit or roll back together with the completion.
+    Token counts follow the provider's usage block (cached ⊂ prompt, reasoning ⊂
+    completion); ``total_tokens`` is ``prompt + completion``. ``total_cost`` is rounded
+    to the micro-dollar and ``execution_time_seconds`` to the millisecond, half-up.
+
+    Exactly once: the job is the row's primary key, so a second call for the same job
+    raises ``UsageAlreadyRecorded`` and writes nothing (the surrounding transaction stays
+    usable). Negative counts or cost raise ValueError.
+    """
+    counts = {
+        "prompt_tokens": prompt_tokens,
+        "cached_tokens": cached_tokens,
+        "completion_tokens": completion_tokens,
+        "reasoning_tokens": reasoning_tokens,
+    }
+    if negative := sorted(name for name, value in counts.items() if value < 0):
+        raise ValueError(f"Negative token counts: {', '.join(negative)}.")
+    cost = Decimal(total_cost).quantize(MICRO)
+    if cost < 0:
+        raise ValueError("total_cost cannot be negative.")
+    record = UsageRecord(
+        job=job,
+        brand_id=job.brand_id,
+        created_at=created_at or timezone.now(),
+        provider=provider,
+        model_name=model_name,
+        generation=generation or "",
+        job_type=job.job_type.code,
+        total_tokens=prompt_tokens + completion_tokens,
+        total_cost=cost,
+        execution_time_seconds=Decimal(execution_time_seconds).quantize(MILLI),
+        is_cached=is_cached,
+        **counts,
+    )
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                record.save(force_insert=True)
+        except IntegrityError as exc:
+            if UsageRecord.objects.filter(job_id=job.pk).exists():
+                raise UsageAlreadyRecorded(job_id=job.public_id) from exc
+            raise
+        rollup_add(record=record)
+    logger.info(
+        "usage.recorded",
+        extra={
+            "job_id": job.public_id,
+            "brand_id": job.brand_id,
+            "provider": provider,
+            "model": model_name,
+            "total_tokens": record.total_tokens,
+            "cost_usd": str(cost),
+            "cached": is_cached,
+        },
+    )
+    return record

@@ -1,0 +1,91 @@
+"""Alerts at 80% and 100% of a budget: once per period, e-mailed, POSTed to a webhook,
+and never able to fail the user's request."""
+
+import time
+
+import pytest
+from django.core import mail
+from rest_framework_simplejwt.tokens import AccessToken
+
+from ai_openai.services import budget_request_for
+from ai_openai.validation import prepare_chat_request
+from ai_providers.budget_models import BrandQuota
+from ai_usage.models import UsageAlert
+from tests.workers import api_server, parallel_posts, require_postgres_and_redis, wait_until
+
+BODY = {
+    "model": "o3",
+    "max_completion_tokens": 300,
+    "messages": [{"role": "user", "content": "Analyse this."}],
+}
+
+
+def estimate():
+    return budget_request_for(prepare_chat_request(body=BODY)).estimated_cost
+
+
+def o3_alerts(brand):
+    return list(
+        UsageAlert.objects.filter(brand=brand, kind="o3_daily_budget").values_list(
+            "threshold", flat=True
+        )
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_80_and_100_percent_alerts_fire_once_each_and_notify(
+    api_client, chat_ready, fake_openai, brand, settings
+):
+    fake_openai.configure(completion_mode="max")
+    settings.AI_ENABLE_ALERTING = True
+    settings.AI_ALERT_EMAIL = "ops@example.com"
+    BrandQuota.objects.create(
+        brand=brand,
+        o3_daily_budget=estimate() * 5,
+        alert_webhook_url=f"{fake_openai.root_url}/hooks/budget",
+    )
+    seen = []
+    for _ in range(5):
+        assert api_client.post("/ai/openai/chat/", BODY, format="json").status_code == 200
+        seen.append(sorted(o3_alerts(brand)))
+    assert seen == [[], [], [], [80], [80, 100]]
+    assert wait_until(lambda: len(mail.outbox) == 2, timeout=5)
+    assert all(m.to == ["ops@example.com"] for m in mail.outbox)
+    assert "80%" in mail.outbox[0].subject + mail.outbox[1].subject
+    hooks = lambda: [r for r in fake_openai.requests() if r["path"] == "/hooks/budget"]  # noqa: E731
+    assert wait_until(lambda: len(hooks()) == 2, timeout=5)
+    assert {h["json"]["threshold"] for h in hooks()} == {80, 100}
+    assert api_client.get("/ai/alerts/active/").json()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_failing_mail_and_webhook_never_fail_the_request(
+    api_client, chat_ready, fake_openai, brand, settings
+):
+    fake_openai.configure(completion_mode="max")
+    settings.AI_ENABLE_ALERTING = True
+    settings.AI_ALERT_EMAIL = "ops@example.com"
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", 1, 1
+    BrandQuota.objects.create(
+        brand=brand, o3_daily_budget=estimate() * 1, alert_webhook_url="http://127.0.0.1:1/hook"
+    )
+    response = api_client.post("/ai/openai/chat/", BODY, format="json")
+    assert response.status_code == 200
+    assert sorted(o3_alerts(brand)) == [80, 100]
+    time.sleep(0.5)  # let the notifier thread fail, quietly
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(180)
+def test_80_percent_alert_fires_once_when_50_requests_cross_together(
+    chat_ready, fake_openai, brand, admin_user
+):
+    require_postgres_and_redis()
+    fake_openai.configure(completion_mode="max", latency_ms=100)
+    BrandQuota.objects.create(brand=brand, o3_daily_budget=estimate() * 60)
+    token = str(AccessToken.for_user(admin_user))
+    with api_server() as server:
+        results = parallel_posts(f"{server.url}/ai/openai/chat/", token, "acme", [BODY] * 50, 50)
+    assert [status for status, _ in results].count(200) == 50
+    assert o3_alerts(brand) == [80]

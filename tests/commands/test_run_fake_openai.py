@@ -1,0 +1,54 @@
+"""run_fake_openai: the command serves the OpenAI API (the SDK lists models through it)
+until interrupted, then exits cleanly; bad options exit non-zero."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import openai
+
+from tests.workers import ROOT
+
+ENV = {**os.environ, "DJANGO_SETTINGS_MODULE": "megahub.test_settings", "PYTHONUNBUFFERED": "1"}
+
+
+def manage(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_serves_the_models_endpoint_until_interrupted():
+    process = manage("run_fake_openai", "--port", "0")
+    try:
+        banner = process.stdout.readline()  # blocks until the server announces itself
+        match = re.search(r"listening on (http://127\.0\.0\.1:\d+/v1)", banner)
+        assert match, banner
+
+        client = openai.OpenAI(base_url=match.group(1), api_key="sk-any-key", max_retries=0)
+        models = [m.id for m in client.models.list()]
+
+        assert {"o3", "gpt-4o"} <= set(models)
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=15)
+    assert process.returncode == 0
+    assert "Stopped." in output
+
+
+def test_invalid_option_exits_non_zero():
+    started = time.monotonic()
+    process = manage("run_fake_openai", "--port", "0", "--fail-rate", "2")
+    output, _ = process.communicate(timeout=30)
+
+    assert process.returncode != 0
+    assert "fail_rate" in output
+    assert time.monotonic() - started < 30
