@@ -53,7 +53,7 @@ class JobViewSet(
 ):
     """AI jobs of the current brand. ``{id}`` is the public id (``ai_job_<hex>``)."""
 
-    queryset = AIJob.objects.select_related("job_type")
+    queryset = AIJob.objects.select_related("job_type", "usage")
     serializer_class = JobSerializer
     lookup_field = "public_id"
     lookup_url_kwarg = "id"

@@ -17,6 +17,13 @@ class JobFilter(django_filters.FilterSet):
     openai_job__reasoning_effort = django_filters.CharFilter(
         field_name="openai_job__reasoning_effort"
     )
+    # ai_usage's UsageRecord is ``job.usage``.
+    usage__execution_time_seconds__gte = django_filters.NumberFilter(
+        field_name="usage__execution_time_seconds", lookup_expr="gte"
+    )
+    usage__total_cost__gte = django_filters.NumberFilter(
+        field_name="usage__total_cost", lookup_expr="gte"
+    )
 
     class Meta:
         model = AIJob

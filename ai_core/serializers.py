@@ -97,8 +97,22 @@ class JobSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_usage(self, job: AIJob) -> Any:
-        # Filled by ai_usage through the reverse relation once a usage record exists.
-        return (job.result or {}).get("usage") if isinstance(job.result, dict) else None
+        # ai_usage's record, through the reverse relation ``job.usage`` (never an import).
+        record = getattr(job, "usage", None)
+        if record is None:
+            return None
+        return {
+            "provider": record.provider,
+            "model": record.model_name,
+            "prompt_tokens": record.prompt_tokens,
+            "cached_tokens": record.cached_tokens,
+            "completion_tokens": record.completion_tokens,
+            "reasoning_tokens": record.reasoning_tokens,
+            "total_tokens": record.total_tokens,
+            "total_cost": f"{record.total_cost:.6f}",
+            "execution_time_seconds": f"{record.execution_time_seconds:.3f}",
+            "quality_score": None if record.quality_score is None else str(record.quality_score),
+        }
 
 
 class JobDetailSerializer(JobSerializer):

@@ -124,7 +124,15 @@ class JobResultApi(APIView):
                 status=202,
             )
         if job.status == JobStatus.COMPLETED:
-            return Response({"job_id": job.public_id, "status": job.status, **(job.result or {})})
+            result = {"job_id": job.public_id, "status": job.status, **(job.result or {})}
+            usage = getattr(job, "usage", None)
+            if usage is not None and usage.quality_score is not None:
+                # Measured, not invented: the score the client gave with POST …/feedback/.
+                result["quality_indicators"] = {
+                    **result.get("quality_indicators", {}),
+                    "feedback_score": str(usage.quality_score),
+                }
+            return Response(result)
         return Response({"job_id": job.public_id, "status": job.status, "error": job.error})
 
 

@@ -9,6 +9,10 @@ class OpenAIJobFilter(django_filters.FilterSet):
     reasoning_effort = django_filters.CharFilter()
     cost_usd__gte = django_filters.NumberFilter(field_name="cost_usd", lookup_expr="gte")
     cost_usd__lte = django_filters.NumberFilter(field_name="cost_usd", lookup_expr="lte")
+    # Feedback scores live on the job's usage record (ai_usage), reached through the job.
+    quality_score__gte = django_filters.NumberFilter(
+        field_name="job__usage__quality_score", lookup_expr="gte"
+    )
 
     class Meta:
         model = OpenAIJob
