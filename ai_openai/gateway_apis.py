@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -26,7 +28,7 @@ from .gateway import (
     openai_exception_handler,
 )
 from .models import BrandApiKey
-from .services import chat_submit
+from .services import chat_stream_open, chat_stream_relay, chat_submit
 
 
 class GatewayView(APIView):
@@ -46,16 +48,12 @@ class ChatCompletionsApi(GatewayView):
         body = request.data
         if not isinstance(body, dict):
             raise ValidationFailed("The request body must be a JSON object.")
-        if body.get("stream"):
-            raise ValidationFailed(
-                "Streaming is not available on this gateway yet; call without stream.",
-                field_errors={"stream": ["Not supported yet."]},
-            )
-        api_key = request.auth
-        from django.conf import settings
-
-        gateway_check_model(api_key=api_key, model=body.get("model") or settings.AI_DEFAULT_MODEL)
+        gateway_check_model(
+            api_key=request.auth, model=body.get("model") or settings.AI_DEFAULT_MODEL
+        )
         chat_body = {k: v for k, v in body.items() if k not in ("stream", "stream_options", "user")}
+        if body.get("stream"):
+            return self._stream(request, body, chat_body)
 
         def run() -> Response:
             job = chat_submit(brand=request.current_brand, user=None, body=chat_body, run_now=True)
@@ -64,6 +62,30 @@ class ChatCompletionsApi(GatewayView):
         return idempotent_response(
             request=request, brand=request.current_brand, scope="gateway.chat", run=run
         )
+
+    def _stream(
+        self, request: Request, body: dict[str, Any], chat_body: dict[str, Any]
+    ) -> StreamingHttpResponse:
+        options = body.get("stream_options") or {}
+        if not isinstance(options, dict):
+            raise ValidationFailed(field_errors={"stream_options": ["Must be an object."]})
+        job, owner, prepared, execution = chat_stream_open(
+            brand=request.current_brand, body=chat_body
+        )
+        response = StreamingHttpResponse(
+            chat_stream_relay(
+                job=job,
+                owner=owner,
+                prepared=prepared,
+                execution=execution,
+                include_usage=bool(options.get("include_usage")),
+            ),
+            content_type="text/event-stream",
+        )
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        response["X-MegaHub-Job-ID"] = job.public_id
+        return response
 
 
 class ModelsApi(GatewayView):

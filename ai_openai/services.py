@@ -7,6 +7,7 @@ validation, auto-configuration, fallback translation and cost rules apply everyw
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -16,11 +17,18 @@ from typing import Any
 
 from django.db import transaction
 
-from ai_core.executor import CallTarget, execute
+from ai_core.executor import CallTarget, ExecutionFailed, execute
 from ai_core.handlers import HandlerResult, JobHandler, JobRunContext
 from ai_core.models import AIJob, Brand
-from ai_core.provider_errors import ProviderNotConfigured
-from ai_core.services.jobs import ai_job_create, ai_job_run
+from ai_core.provider_errors import ProviderCallFailed, ProviderError, ProviderNotConfigured
+from ai_core.services.jobs import (
+    ai_job_complete,
+    ai_job_create,
+    ai_job_fail,
+    ai_job_run,
+    ai_job_start,
+    job_run_context,
+)
 from ai_providers.alerts import budget_alerts_check
 from ai_providers.budgets import (
     BudgetRequest,
@@ -30,7 +38,13 @@ from ai_providers.budgets import (
     budget_settle,
 )
 from ai_providers.circuit import circuit_is_available, circuit_record
-from ai_providers.clients import ChatResult, chat_completion
+from ai_providers.clients import (
+    ChatResult,
+    ChatStream,
+    chat_completion,
+    chat_completion_stream,
+    usage_from_sdk,
+)
 from ai_providers.ratelimit import rate_limit_check
 from ai_providers.selectors import providers_for_model
 from ai_providers.services import credential_mark_used
@@ -67,7 +81,9 @@ def chat_input_normalize(*, input: dict[str, Any], model: str = "") -> dict[str,
     return body
 
 
-def chat_targets(*, brand: Brand, prepared: PreparedRequest) -> list[CallTarget[ChatResult]]:
+def chat_targets(
+    *, brand: Brand, prepared: PreparedRequest, stream: bool = False
+) -> list[CallTarget[Any]]:
     """Executor targets: the model on each provider able to serve it, then each fallback
     model (re-validated and translated for it; skipped when it cannot take the prompt).
 
@@ -92,7 +108,7 @@ def chat_targets(*, brand: Brand, prepared: PreparedRequest) -> list[CallTarget[
             else:
                 role = "model_fallback"
             call = partial(
-                chat_completion,
+                chat_completion_stream if stream else chat_completion,
                 credential,
                 model=ai_model.name,
                 kwargs=request.kwargs,
@@ -203,23 +219,43 @@ def _usage_of(result: ChatResult, request: PreparedRequest) -> tuple[dict[str, i
     return usage, "tokenizer"
 
 
-def chat_job_run(context: JobRunContext) -> HandlerResult:
-    """Run a chat job through the executor; the result is written by ``finalize``."""
-    job = context.job
-    prepared = prepare_chat_request(body=job.input)
-    targets = chat_targets(brand=job.brand, prepared=prepared)
-    started = time.monotonic()
-    execution = execute(
+def _execute(targets: list[CallTarget[Any]], context: JobRunContext) -> Any:
+    return execute(
         targets,
         on_attempt=context.record_attempt,
         should_stop=context.should_stop,
         is_available=circuit_is_available,
         on_outcome=circuit_record,
     )
-    elapsed = time.monotonic() - started
+
+
+def chat_job_run(context: JobRunContext) -> HandlerResult:
+    """Run a chat job through the executor; the result is written by ``finalize``."""
+    job = context.job
+    prepared = prepare_chat_request(body=job.input)
+    started = time.monotonic()
+    execution = _execute(chat_targets(brand=job.brand, prepared=prepared), context)
+    return chat_outcome(
+        job=job,
+        prepared=prepared,
+        execution=execution,
+        result=execution.value,
+        elapsed=time.monotonic() - started,
+    )
+
+
+def chat_outcome(
+    *,
+    job: AIJob,
+    prepared: PreparedRequest,
+    execution: Any,
+    result: ChatResult,
+    elapsed: float,
+) -> HandlerResult:
+    """The finished call as the job's result, and the ``finalize`` that settles the budget
+    and writes the usage record and OpenAI job row (in the job's completing transaction)."""
     request: PreparedRequest = execution.target.payload["request"]
     credential = execution.target.payload["credential"]
-    result = execution.value
     usage, usage_source = _usage_of(result, request)
     cost = cost_from_usage(
         request.ai_model,
@@ -229,6 +265,7 @@ def chat_job_run(context: JobRunContext) -> HandlerResult:
         reasoning_tokens=usage["reasoning_tokens"],
     )
     model = request.ai_model
+    seconds = Decimal(str(round(elapsed, 3)))
     response = {
         "job_id": job.public_id,
         "model": model.name,
@@ -270,7 +307,7 @@ def chat_job_run(context: JobRunContext) -> HandlerResult:
             completion_tokens=usage["completion_tokens"],
             reasoning_tokens=usage["reasoning_tokens"],
             total_cost=cost,
-            execution_time_seconds=Decimal(str(round(elapsed, 3))),
+            execution_time_seconds=seconds,
         )
         OpenAIJob.objects.update_or_create(
             job=locked_job,
@@ -287,7 +324,7 @@ def chat_job_run(context: JobRunContext) -> HandlerResult:
                 "reasoning_tokens": usage["reasoning_tokens"],
                 "total_tokens": usage["total_tokens"],
                 "cost_usd": cost,
-                "execution_time_seconds": Decimal(str(round(elapsed, 3))),
+                "execution_time_seconds": seconds,
                 "finish_reason": result.finish_reason or "",
                 "applied_config": request.applied_config,
                 "fallback_used": execution.fallback_used,
@@ -338,3 +375,97 @@ def chat_submit(*, brand: Brand, user: Any, body: dict[str, Any], run_now: bool)
         ai_job_run(job_id=job.pk, requeue_on_rate_limit=False)
         job.refresh_from_db()
     return job
+
+
+def chat_stream_open(*, brand: Brand, body: dict[str, Any]) -> tuple[AIJob, str, Any, Any]:
+    """Create a chat job and open its provider stream (retries and fallbacks apply until
+    the first chunk arrives). Returns (job, owner, prepared request, execution).
+
+    Raises what the non-streamed path raises, before any byte is sent to the client.
+    """
+    job = ai_job_create(
+        brand=brand,
+        user=None,
+        job_type="chat_completion",
+        input=body,
+        model=body.get("model") or "",
+        dispatch=False,
+    )
+    started = ai_job_start(job_id=job.pk)
+    if started is None:
+        raise ProviderCallFailed("The job could not be started.")
+    job, owner = started
+    prepared = prepare_chat_request(body=job.input)
+    try:
+        execution = _execute(
+            chat_targets(brand=brand, prepared=prepared, stream=True), job_run_context(job)
+        )
+    except ExecutionFailed as exc:
+        ai_job_fail(
+            job_id=job.pk,
+            owner=owner,
+            error=ProviderCallFailed.from_provider_error(exc.error).as_dict(),
+            total_retries=exc.total_retries,
+        )
+        raise ProviderCallFailed.from_provider_error(exc.error, job_id=job.public_id) from exc
+    return job, owner, prepared, execution
+
+
+def chat_stream_relay(
+    *, job: AIJob, owner: str, prepared: PreparedRequest, execution: Any, include_usage: bool
+) -> Any:
+    """Yield the provider's chunks as server-sent events, as they arrive; when the stream
+    ends — completely, on an upstream error, or because the client went away — the job is
+    completed with the usage of the final chunk, or (none sent) the streamed text counted
+    with the exact tokenizer, so every streamed call is recorded and billed."""
+    stream: ChatStream = execution.value
+    started = time.monotonic()
+    parts: list[str] = []
+    usage: dict[str, int] | None = None
+    finish_reason = None
+    recorded = False
+
+    def record() -> None:
+        nonlocal recorded
+        if recorded:
+            return
+        recorded = True
+        stream.close()
+        result = ChatResult(
+            content="".join(parts),
+            finish_reason=finish_reason,
+            usage=usage,
+            response_id=None,
+            model=execution.target.model,
+        )
+        elapsed = time.monotonic() - started
+        outcome = chat_outcome(
+            job=job, prepared=prepared, execution=execution, result=result, elapsed=elapsed
+        )
+        ai_job_complete(
+            job_id=job.pk, owner=owner, outcome=outcome, duration_ms=round(elapsed * 1000)
+        )
+
+    try:
+        for chunk in stream.chunks():
+            if chunk.usage is not None:
+                usage = usage_from_sdk(chunk.usage)
+            if chunk.choices:
+                delta = chunk.choices[0].delta
+                if delta is not None and delta.content:
+                    parts.append(delta.content)
+                finish_reason = chunk.choices[0].finish_reason or finish_reason
+            elif not include_usage:
+                continue  # the usage-only chunk the client did not ask for
+            yield f"data: {chunk.model_dump_json(exclude_unset=True)}\n\n"
+        # Recorded before [DONE]: a client that saw the end can read its usage at once.
+        record()
+        yield "data: [DONE]\n\n"
+    except ProviderError as exc:
+        logger.warning("gateway.stream.upstream_failed", extra={"error_class": type(exc).__name__})
+        record()
+        error = {"message": exc.message, "type": "api_error", "code": exc.error_code.lower()}
+        yield "data: " + json.dumps({"error": error}) + "\n\n"
+    finally:
+        # The client went away mid-stream (GeneratorExit): bill what was streamed.
+        record()

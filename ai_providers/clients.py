@@ -293,7 +293,8 @@ def _client_or_error(credential: ProviderCredential, *, model: str | None) -> SD
         ) from exc
 
 
-def _usage(raw_usage: Any) -> dict[str, int] | None:
+def usage_from_sdk(raw_usage: Any) -> dict[str, int] | None:
+    """The SDK's usage object as our usage dict (None when there is none)."""
     if raw_usage is None:
         return None
     prompt_details = getattr(raw_usage, "prompt_tokens_details", None)
@@ -371,7 +372,7 @@ def chat_completion(
         return ChatResult(
             content=message.content,
             finish_reason=choice.finish_reason,
-            usage=_usage(completion.usage),
+            usage=usage_from_sdk(completion.usage),
             response_id=completion.id,
             model=model,
             provider_model=completion.model,
@@ -403,3 +404,79 @@ def list_models(credential: ProviderCredential, *, timeout: float | None = None)
 def _known_key(client: SDKClient) -> str | None:
     key = getattr(client, "api_key", None)
     return key if isinstance(key, str) else None
+
+
+@dataclass
+class ChatStream:
+    """An open streamed completion: ``first`` was read while connecting (so HTTP errors
+    surfaced as ProviderError then), ``rest`` yields the remaining chunks."""
+
+    first: Any
+    rest: Any
+    provider: str
+    model: str
+
+    def chunks(self) -> Any:
+        yield self.first
+        try:
+            yield from self.rest
+        except SDK_ERRORS as exc:
+            raise classify_sdk_error(exc, provider=self.provider, model=self.model) from exc
+
+    def close(self) -> None:
+        close = getattr(self.rest, "close", None)
+        if close is not None:
+            close()
+
+
+def chat_completion_stream(
+    credential: ProviderCredential,
+    *,
+    model: str,
+    kwargs: dict[str, Any],
+    timeout: float | None = None,
+    extra_headers: dict[str, str] | None = None,
+) -> ChatStream:
+    """Open a streamed chat completion (usage requested in the final chunk) and read its
+    first chunk. Raises ``ProviderError`` only; later chunks may raise it from ``chunks()``.
+    """
+    provider = credential.provider.code
+    client = _client_or_error(credential, model=model)
+    params = {k: v for k, v in kwargs.items() if k not in ("model", "stream", "timeout")}
+    params.update(
+        model=sdk_model_for(credential, model),
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    if timeout is not None:
+        params["timeout"] = timeout
+    if extra_headers:
+        params["extra_headers"] = {**params.get("extra_headers", {}), **extra_headers}
+    try:
+        stream = client.chat.completions.create(**params)
+        iterator = iter(stream)
+        first = next(iterator)
+    except StopIteration:
+        raise ProviderServerError(
+            f"{provider} closed the stream without a chunk", provider=provider, model=model
+        ) from None
+    except SDK_ERRORS as exc:
+        raise classify_sdk_error(
+            exc, provider=provider, model=model, api_key=_known_key(client)
+        ) from exc
+    return ChatStream(
+        first=first, rest=_IteratorWithClose(iterator, stream), provider=provider, model=model
+    )
+
+
+class _IteratorWithClose:
+    def __init__(self, iterator: Any, stream: Any) -> None:
+        self._iterator, self._stream = iterator, stream
+
+    def __iter__(self) -> Any:
+        return self._iterator
+
+    def close(self) -> None:
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            close()

@@ -54,8 +54,8 @@ LATENCY_FIELDS: tuple[str, ...] = tuple(f"latency_b{i:02d}" for i in range(LATEN
 
 
 class UsageRecord(models.Model):
-    """One completed provider call. Kept narrow on purpose (about 200 bytes a row on
-    PostgreSQL with its indexes; measured by ``benchmarks/usage_dashboard.py``).
+    """One completed provider call. Kept narrow on purpose: a 130-byte tuple, about 310
+    bytes a row on PostgreSQL with its three indexes (``benchmarks/usage_dashboard.py``).
 
     Field order follows PostgreSQL's alignment (8-byte, then 4-byte, then 1-byte and
     variable-length columns) so no padding is wasted.

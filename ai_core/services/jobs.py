@@ -239,27 +239,10 @@ def _start(job_id: int, owner: str) -> AIJob | None:
     return job
 
 
-def ai_job_run(*, job_id: int, requeue_on_rate_limit: bool = True) -> None:
-    """Run one job to a final status. Idempotent: a job that is terminal, or running under
-    a live owner, is left alone; a job whose owner died is taken over.
-
-    A job that ends rate-limited (429 after retries and fallbacks) is re-queued with the
-    provider's delay, unless ``requeue_on_rate_limit`` is False (a caller is waiting: it
-    fails at once so the caller can answer 429)."""
-    owner = _owner()
-    job = _start(job_id, owner)
-    if job is None:
-        return
-    handler = get_handler(job.job_type.handler)
-    if handler is None:
-        _finish_failed(
-            job_id,
-            owner,
-            {"error_code": "HANDLER_NOT_FOUND", "detail": f"No handler '{job.job_type.handler}'."},
-        )
-        return
-    base_number = job.attempts_count
-    started = time.monotonic()
+def job_run_context(job: AIJob) -> JobRunContext:
+    """What a run of ``job`` hands its handler: attempt recording (each attempt is a
+    ``JobAttempt`` row, written at once) and the cancellation check."""
+    job_id, base_number = job.pk, job.attempts_count
 
     def record_attempt(attempt: Attempt) -> None:
         JobAttempt.objects.create(
@@ -280,7 +263,47 @@ def ai_job_run(*, job_id: int, requeue_on_rate_limit: bool = True) -> None:
     def should_stop() -> bool:
         return AIJob.objects.filter(pk=job_id, status=JobStatus.CANCELLED).exists()
 
-    context = JobRunContext(job=job, record_attempt=record_attempt, should_stop=should_stop)
+    return JobRunContext(job=job, record_attempt=record_attempt, should_stop=should_stop)
+
+
+def ai_job_start(*, job_id: int) -> tuple[AIJob, str] | None:
+    """Take a job to ``running`` for a caller that runs it itself (the streaming gateway);
+    returns the job and the owner token to finish it with, or None."""
+    owner = _owner()
+    job = _start(job_id, owner)
+    return None if job is None else (job, owner)
+
+
+def ai_job_complete(*, job_id: int, owner: str, outcome: HandlerResult, duration_ms: int) -> None:
+    """Complete a job started with ``ai_job_start`` (exactly once, see the module doc)."""
+    _finish_completed(job_id, owner, outcome, duration_ms)
+
+
+def ai_job_fail(*, job_id: int, owner: str, error: dict[str, Any], total_retries: int = 0) -> None:
+    _finish_failed(job_id, owner, error, total_retries=total_retries)
+
+
+def ai_job_run(*, job_id: int, requeue_on_rate_limit: bool = True) -> None:
+    """Run one job to a final status. Idempotent: a job that is terminal, or running under
+    a live owner, is left alone; a job whose owner died is taken over.
+
+    A job that ends rate-limited (429 after retries and fallbacks) is re-queued with the
+    provider's delay, unless ``requeue_on_rate_limit`` is False (a caller is waiting: it
+    fails at once so the caller can answer 429)."""
+    owner = _owner()
+    job = _start(job_id, owner)
+    if job is None:
+        return
+    handler = get_handler(job.job_type.handler)
+    if handler is None:
+        _finish_failed(
+            job_id,
+            owner,
+            {"error_code": "HANDLER_NOT_FOUND", "detail": f"No handler '{job.job_type.handler}'."},
+        )
+        return
+    started = time.monotonic()
+    context = job_run_context(job)
     try:
         outcome = handler.run(context)
     except ExecutionCancelled:

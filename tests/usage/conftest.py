@@ -164,13 +164,13 @@ def job_types(db) -> None:
 
 @pytest.fixture
 def usage_data(brand, job_types) -> Dataset:
-    return build_dataset(brand, rows=90, seed=7)
+    return build_dataset(brand, rows=60, seed=7)
 
 
 @pytest.fixture
 def noise(other_brand, job_types) -> Dataset:
     """Another brand's rows, larger and pricier, on the same days and models."""
-    return build_dataset(other_brand, rows=60, seed=99)
+    return build_dataset(other_brand, rows=30, seed=99)
 
 
 @pytest.fixture

@@ -1,0 +1,104 @@
+"""stream: true through the gateway: relayed as it arrives, recorded at the end, always."""
+
+import json
+import socket
+import time
+from decimal import Decimal
+
+import openai
+import pytest
+
+from ai_core.models import AIJob
+from ai_openai.models import OpenAIJob
+from ai_openai.tokens import count_text_tokens
+from ai_providers.budget_models import BudgetCounter
+from ai_usage.models import UsageRecord
+from tests.workers import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HELLO = [{"role": "user", "content": "Tell me a story"}]
+
+
+@pytest.fixture
+def key(api_client, chat_ready):
+    return api_client.post("/ai/api-keys/", {"name": "stream"}, format="json").json()["key"]
+
+
+@pytest.fixture
+def sdk(live_server, key):
+    return openai.OpenAI(base_url=f"{live_server.url}/ai/v1", api_key=key, max_retries=0)
+
+
+def test_streamed_call_relays_chunks_and_records_usage_from_the_final_chunk(
+    sdk, fake_openai, brand
+):
+    chunks = list(
+        sdk.chat.completions.create(
+            model="gpt-4o", messages=HELLO, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len([c for c in chunks if c.choices]) > 1
+    final = chunks[-1]
+    assert final.choices == []
+    assert final.usage.completion_tokens > 0
+    job = AIJob.objects.get(brand=brand)
+    assert job.status == "completed"
+    assert job.result["content"] == text
+    assert job.result["usage_source"] == "provider"
+    record = UsageRecord.objects.get(job=job)
+    assert record.completion_tokens == final.usage.completion_tokens
+    assert record.total_cost > 0
+    assert BudgetCounter.objects.get(brand=brand, metric="cost").reserved == 0
+
+
+def test_usage_chunk_is_only_forwarded_when_asked(sdk, fake_openai):
+    chunks = list(sdk.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True))
+    assert all(c.choices for c in chunks)
+    assert OpenAIJob.objects.get().total_tokens > 0  # still recorded
+
+
+def test_upstream_without_usage_is_counted_with_the_tokenizer(sdk, fake_openai, brand):
+    fake_openai.add_faults([{"type": "no_usage"}])
+    chunks = list(sdk.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    job = AIJob.objects.get(brand=brand)
+    assert job.result["usage_source"] == "tokenizer"
+    assert job.result["usage"]["completion_tokens"] == count_text_tokens(text, "o200k_base") > 0
+    assert Decimal(job.result["cost_usd"]) > 0
+
+
+def test_client_disconnect_mid_stream_still_records_usage(live_server, key, fake_openai, brand):
+    fake_openai.configure(stream_chunk_delay_ms=100, completion_tokens=200)
+    host, port = live_server.url.removeprefix("http://").split(":")
+    body = json.dumps({"model": "gpt-4o", "messages": HELLO, "stream": True}).encode()
+    client = socket.create_connection((host, int(port)), timeout=10)
+    client.sendall(
+        f"POST /ai/v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n".encode()
+        + f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n".encode()
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    first = client.recv(4096)
+    assert b"200" in first.split(b"\r\n", 1)[0]
+    client.close()  # hang up mid-stream
+    assert wait_until(
+        lambda: AIJob.objects.filter(brand=brand, status="completed").exists(), timeout=20
+    )
+    job = AIJob.objects.get(brand=brand)
+    assert UsageRecord.objects.filter(job=job).count() == 1
+    assert job.result["usage"]["total_tokens"] > 0
+    assert BudgetCounter.objects.get(brand=brand, metric="cost").reserved == 0
+    time.sleep(0.2)
+
+
+def test_stream_errors_before_the_first_byte_are_openai_errors(sdk, fake_openai, brand):
+    with pytest.raises(openai.BadRequestError):
+        sdk.chat.completions.create(model="o3", messages=HELLO, temperature=1, stream=True)
+    fake_openai.add_faults([{"status": 500}] * 4)
+    with pytest.raises(openai.InternalServerError):
+        list(sdk.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True))
+    job = AIJob.objects.get(brand=brand)
+    assert job.status == "failed"
+    assert BudgetCounter.objects.get(brand=brand, metric="cost").reserved == 0
