@@ -53,6 +53,7 @@ from megahub.errors import ValidationFailed
 from megahub.metrics import record_usage_metrics
 from megahub.tracing import traceparent_header
 
+from .cache import response_cache_get, response_cache_key, response_cache_set
 from .models import AIModel, OpenAIJob
 from .pricing import cost_from_usage
 from .registry import ai_model_get, ai_model_list
@@ -138,6 +139,8 @@ def chat_job_validate(*, brand: Brand, input: dict[str, Any], model: str) -> dic
     if not isinstance(input, dict):
         raise ValidationFailed(field_errors={"input": ["Must be a JSON object."]})
     body = chat_input_normalize(input=input, model=model)
+    if "cache" in body and not isinstance(body["cache"], bool):
+        raise ValidationFailed(field_errors={"cache": ["Must be true or false."]})
     prepared = prepare_chat_request(body=body)
     chat_targets(brand=brand, prepared=prepared)
     limits = brand_limits(brand=brand)
@@ -230,18 +233,105 @@ def _execute(targets: list[CallTarget[Any]], context: JobRunContext) -> Any:
 
 
 def chat_job_run(context: JobRunContext) -> HandlerResult:
-    """Run a chat job through the executor; the result is written by ``finalize``."""
+    """Run a chat job through the executor (or answer it from the response cache when the
+    request opted in); the result is written by ``finalize``."""
     job = context.job
     prepared = prepare_chat_request(body=job.input)
+    cache_key = None
+    if job.input.get("cache") is True:
+        cache_key = response_cache_key(brand_id=job.brand_id, kwargs=prepared.kwargs)
+        entry = response_cache_get(cache_key)
+        if entry is not None:
+            return chat_cached_outcome(job=job, prepared=prepared, entry=entry)
     started = time.monotonic()
     execution = _execute(chat_targets(brand=job.brand, prepared=prepared), context)
-    return chat_outcome(
+    outcome = chat_outcome(
         job=job,
         prepared=prepared,
         execution=execution,
         result=execution.value,
         elapsed=time.monotonic() - started,
     )
+    if cache_key is not None:
+        entry = {
+            key: outcome.result[key]
+            for key in ("model", "provider", "content", "finish_reason", "tool_calls", "usage")
+        }
+        finalize = outcome.finalize
+
+        def finalize_and_cache(locked_job: AIJob) -> None:
+            finalize(locked_job)
+            transaction.on_commit(lambda: response_cache_set(cache_key, entry))
+
+        outcome.finalize = finalize_and_cache
+    return outcome
+
+
+def chat_cached_outcome(
+    *, job: AIJob, prepared: PreparedRequest, entry: dict[str, Any]
+) -> HandlerResult:
+    """A cache hit: the stored answer, recorded as cached usage at zero provider cost."""
+    model = prepared.ai_model
+    usage = dict(entry["usage"])
+    response = {
+        "job_id": job.public_id,
+        "model": entry["model"],
+        "provider": entry["provider"],
+        "content": entry["content"],
+        "finish_reason": entry["finish_reason"],
+        "tool_calls": entry.get("tool_calls"),
+        "usage": usage,
+        "usage_source": "cache",
+        "cost_usd": "0.000000",
+        "execution_time_seconds": 0.0,
+        "applied_config": prepared.applied_config,
+        "attempts": 0,
+        "fallback_used": False,
+        "metadata": {"total_retries": 0, "cache": "hit", "requested_model": prepared.model},
+        "quality_indicators": {
+            "reasoning_tokens": usage.get("reasoning_tokens", 0),
+            "finish_reason": entry["finish_reason"],
+        },
+        "performance_profile": model.performance_profile,
+    }
+
+    def finalize(locked_job: AIJob) -> None:
+        budget_settle(job=locked_job, actual_cost=Decimal(0), actual_tokens=0)
+        usage_record_create(
+            job=locked_job,
+            provider=entry["provider"],
+            model_name=entry["model"],
+            generation=model.generation,
+            prompt_tokens=usage["prompt_tokens"],
+            cached_tokens=usage["cached_tokens"],
+            completion_tokens=usage["completion_tokens"],
+            reasoning_tokens=usage["reasoning_tokens"],
+            total_cost=Decimal(0),
+            execution_time_seconds=Decimal(0),
+            is_cached=True,
+        )
+        OpenAIJob.objects.update_or_create(
+            job=locked_job,
+            defaults={
+                "brand_id": locked_job.brand_id,
+                "model": entry["model"],
+                "generation": model.generation,
+                "kind": model.kind,
+                "reasoning_effort": prepared.reasoning_effort or "",
+                "provider": entry["provider"],
+                "prompt_tokens": usage["prompt_tokens"],
+                "cached_tokens": usage["cached_tokens"],
+                "completion_tokens": usage["completion_tokens"],
+                "reasoning_tokens": usage["reasoning_tokens"],
+                "total_tokens": usage["total_tokens"],
+                "cost_usd": Decimal(0),
+                "finish_reason": entry["finish_reason"] or "",
+                "applied_config": prepared.applied_config,
+            },
+        )
+
+    logger.info("cache.hit", extra={"job_id": job.public_id, "model": entry["model"]})
+    return HandlerResult(result=response, metadata={"cache": "hit"}, finalize=finalize)
 
 
 def chat_outcome(

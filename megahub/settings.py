@@ -318,6 +318,7 @@ AI_DEFAULT_TPM_LIMIT = (
     if env.str("AI_DEFAULT_TPM_LIMIT", default="")
     else None
 )
+AI_RESPONSE_CACHE_TTL = env.int("AI_RESPONSE_CACHE_TTL", default=3600)
 AI_RATE_LIMIT_WINDOW_SECONDS = env.float("AI_RATE_LIMIT_WINDOW_SECONDS", default=60.0)
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="megahub@localhost")
