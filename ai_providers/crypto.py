@@ -219,3 +219,11 @@ def credential_rotate_encryption(credential: ProviderCredential) -> bool:
     credential.rotated_at = now
     credential.updated_at = now
     return True
+
+
+def require_encryption_key() -> None:
+    """Stop a server or worker process from starting without a usable key (no silent
+    plaintext fallback): called when the WSGI/ASGI application and Celery workers boot."""
+    problem = check_configuration()
+    if problem is not None:
+        raise ImproperlyConfigured(f"MEGAHUB cannot start: {problem}")

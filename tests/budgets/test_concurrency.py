@@ -16,6 +16,7 @@ from ai_openai.models import OpenAIJob
 from ai_openai.services import budget_request_for
 from ai_openai.validation import prepare_chat_request
 from ai_providers.budget_models import BrandQuota, BudgetCounter, BudgetReservation
+from ai_usage.models import UsageRecord
 from tests.workers import api_server, parallel_posts, require_postgres_and_redis
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(300)]
@@ -64,6 +65,9 @@ def test_o3_budget_admits_exactly_the_calls_that_fit(live, brand):
     assert o3.reserved == 0
     assert AIJob.objects.filter(brand=brand).count() == 37  # refused requests wrote nothing
     assert OpenAIJob.objects.filter(brand=brand).count() == 37
+    records = UsageRecord.objects.filter(brand=brand)
+    assert records.count() == 37  # none lost, none duplicated
+    assert sum(r.total_cost for r in records) == o3.spent
     assert BudgetReservation.objects.filter(status="settled").count() == 37
     assert sum(j.cost_usd for j in OpenAIJob.objects.filter(brand=brand)) == o3.spent
 

@@ -77,11 +77,23 @@ def test_async_sdk_client(live_server, gateway_key, fake_openai):
         )
         completion = await client.chat.completions.create(model="gpt-4o", messages=HELLO)
         models = await client.models.list()
-        return completion, [m.id async for m in models]
+        stream = await client.chat.completions.create(
+            model="gpt-4o", messages=HELLO, stream=True, stream_options={"include_usage": True}
+        )
+        chunks = [chunk async for chunk in stream]
+        try:
+            await client.chat.completions.create(model="o3", messages=HELLO, temperature=0.2)
+        except openai.BadRequestError as exc:
+            error = exc
+        return completion, [m.id async for m in models], chunks, error
 
-    completion, names = asyncio.run(run())
+    completion, names, chunks, error = asyncio.run(run())
     assert completion.choices[0].message.content
     assert "gpt-4o" in names
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed == completion.choices[0].message.content
+    assert chunks[-1].usage.total_tokens > 0
+    assert "O3 models don't support temperature parameter" in str(error)
 
 
 def test_bad_and_revoked_keys_are_401(live_server, api_client, gateway_key):

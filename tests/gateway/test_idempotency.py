@@ -5,6 +5,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from ai_core.models import AIJob
 from ai_openai.models import OpenAIJob
+from ai_usage.models import UsageRecord
 from tests.core.test_auth import assert_error
 from tests.workers import api_server, require_postgres_and_redis
 
@@ -109,4 +110,5 @@ def test_twenty_concurrent_repeats_run_once(chat_ready, fake_openai, brand, admi
     assert len({b["job_id"] for b in bodies}) == 1
     assert AIJob.objects.count() == 1
     assert OpenAIJob.objects.count() == 1
+    assert UsageRecord.objects.count() == 1
     assert len(chats(fake_openai)) == 1
