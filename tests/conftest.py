@@ -170,3 +170,22 @@ def ai_ready(db):
 def chat_ready(ai_ready, openai_credential):
     """``brand`` can chat: infrastructure plus an OpenAI credential on the fake server."""
     return openai_credential
+
+
+@pytest.fixture
+def celery_runner(settings):
+    """Jobs go to a real broker (Redis) with its queues emptied; needs PostgreSQL + Redis."""
+    import redis
+
+    from ai_core import runner
+    from ai_core.runner import WORKER_QUEUES
+
+    from .workers import require_postgres_and_redis
+
+    require_postgres_and_redis()
+    settings.AI_JOB_RUNNER = "celery"
+    broker = redis.Redis.from_url(settings.REDIS_URL)
+    broker.delete(*WORKER_QUEUES, "unacked", "unacked_index")
+    runner._broker_down_until = 0.0
+    yield settings.REDIS_URL
+    broker.delete(*WORKER_QUEUES, "unacked", "unacked_index")

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from ai_core import runner
 from ai_core.models import AIJob, JobStatus
+from ai_core.runner import WORKER_QUEUES
 from ai_core.services.jobs import ai_jobs_sweep
 from ai_openai.models import OpenAIJob
 from tests.workers import (
@@ -25,18 +26,7 @@ from tests.workers import (
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(180)]
 
-QUEUES = ("urgent", "high", "normal", "low")
-
-
-@pytest.fixture
-def celery_runner(settings):
-    require_postgres_and_redis()
-    settings.AI_JOB_RUNNER = "celery"
-    broker = redis.Redis.from_url(settings.REDIS_URL)
-    broker.delete(*QUEUES, "unacked", "unacked_index")
-    runner._broker_down_until = 0.0
-    yield settings.REDIS_URL
-    broker.delete(*QUEUES, "unacked", "unacked_index")
+QUEUES = WORKER_QUEUES
 
 
 def submit(client, **extra):

@@ -4,26 +4,11 @@ the provider (``traceparent``). Needs PostgreSQL and Redis (skips locally, fails
 import json
 
 import pytest
-import redis
 
-from ai_core import runner
 from ai_core.models import AIJob, JobStatus
-from tests.workers import celery_worker, require_postgres_and_redis, wait_until
+from tests.workers import celery_worker, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(120)]
-
-QUEUES = ("urgent", "high", "normal", "low")
-
-
-@pytest.fixture
-def celery_runner(settings):
-    require_postgres_and_redis()
-    settings.AI_JOB_RUNNER = "celery"
-    broker = redis.Redis.from_url(settings.REDIS_URL)
-    broker.delete(*QUEUES, "unacked", "unacked_index")
-    runner._broker_down_until = 0.0
-    yield settings.REDIS_URL
-    broker.delete(*QUEUES, "unacked", "unacked_index")
 
 
 def json_lines(text: str) -> list[dict]:
