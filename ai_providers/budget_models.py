@@ -37,21 +37,35 @@ class BudgetMetric(models.TextChoices):
     O3_TOKENS = "o3_tokens", "O3 tokens (month)"
 
 
+UNITS_PER = Decimal(1_000_000)
+
+
+def to_units(amount: Decimal | int) -> int:
+    """An amount (USD to the micro-dollar, or a count) as integer micro-units."""
+    return int((Decimal(amount) * UNITS_PER).to_integral_value())
+
+
+def from_units(units: int) -> Decimal:
+    return (Decimal(units) / UNITS_PER).quantize(Decimal("0.000001"))
+
+
 class BudgetCounter(models.Model):
     """Spend and reservations of one metric for one brand and one period.
 
     ``period`` is the UTC day for daily metrics and the first day of the month for monthly
-    ones, so counters roll over by date with no reset job. The CHECK constraint backs the
+    ones, so counters roll over by date with no reset job. Amounts are stored as integer
+    micro-units (micro-dollars for costs, millionths for counts): integer arithmetic is exact
+    in every database (SQLite would add decimals as floats). The CHECK constraints back the
     invariant the reserving UPDATE enforces: what is spent plus what is reserved never
-    exceeds the limit in force.
+    exceeds the limit in force, and neither is ever negative.
     """
 
     brand = models.ForeignKey("ai_core.Brand", on_delete=models.CASCADE, related_name="+")
     metric = models.CharField(max_length=16, choices=BudgetMetric.choices)
     period = models.DateField()
-    spent = models.DecimalField(max_digits=20, decimal_places=6, default=Decimal("0"))
-    reserved = models.DecimalField(max_digits=20, decimal_places=6, default=Decimal("0"))
-    limit_amount = models.DecimalField(max_digits=20, decimal_places=6)
+    spent_units = models.BigIntegerField(default=0)
+    reserved_units = models.BigIntegerField(default=0)
+    limit_units = models.BigIntegerField()
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -60,17 +74,29 @@ class BudgetCounter(models.Model):
                 fields=["brand", "metric", "period"], name="uniq_budget_counter"
             ),
             models.CheckConstraint(
-                condition=Q(spent__gte=0) & Q(reserved__gte=0),
+                condition=Q(spent_units__gte=0) & Q(reserved_units__gte=0),
                 name="budget_counter_non_negative",
             ),
             models.CheckConstraint(
-                condition=Q(spent__lte=F("limit_amount") - F("reserved")),
+                condition=Q(spent_units__lte=F("limit_units") - F("reserved_units")),
                 name="budget_counter_within_limit",
             ),
         ]
 
     def __str__(self) -> str:
         return f"{self.brand_id} {self.metric} {self.period}"
+
+    @property
+    def spent(self) -> Decimal:
+        return from_units(self.spent_units)
+
+    @property
+    def reserved(self) -> Decimal:
+        return from_units(self.reserved_units)
+
+    @property
+    def limit_amount(self) -> Decimal:
+        return from_units(self.limit_units)
 
 
 class BudgetReservation(models.Model):

@@ -37,7 +37,13 @@ from ai_core.models import AIJob, Brand
 from megahub.errors import ApplicationError
 from megahub.metrics import record_budget_rejection
 
-from .budget_models import BrandQuota, BudgetCounter, BudgetMetric, BudgetReservation
+from .budget_models import (
+    BrandQuota,
+    BudgetCounter,
+    BudgetMetric,
+    BudgetReservation,
+    to_units,
+)
 from .errors import ProvidersErrorCode
 
 logger = logging.getLogger("megahub.budgets")
@@ -193,18 +199,18 @@ def budget_reserve(
                 brand=brand,
                 metric=item["metric"],
                 period=date.fromisoformat(item["period"]),
-                limit_amount=Decimal(item["limit"]),
+                limit_units=to_units(Decimal(item["limit"])),
             )
             for item in items
         ],
         ignore_conflicts=True,
     )
     for item in items:
-        amount, limit = Decimal(item["amount"]), Decimal(item["limit"])
+        amount, limit = to_units(Decimal(item["amount"])), to_units(Decimal(item["limit"]))
         updated = (
             _counter(brand, item)
-            .filter(spent__lte=Value(limit) - F("reserved") - Value(amount))
-            .update(reserved=F("reserved") + amount, limit_amount=limit)
+            .filter(spent_units__lte=Value(limit) - F("reserved_units") - Value(amount))
+            .update(reserved_units=F("reserved_units") + amount, limit_units=limit)
         )
         if not updated:
             raise _refusal(brand, request, item, limits, now, alternatives)
@@ -340,10 +346,14 @@ def budget_settle(*, job: AIJob, actual_cost: Decimal, actual_tokens: int) -> li
                     "actual": str(actual),
                 },
             )
+        amount_units, actual_units = to_units(amount), to_units(actual)
         _counter(job.brand, item).update(
-            reserved=F("reserved") - amount,
-            spent=F("spent") + actual,
-            limit_amount=Greatest(F("limit_amount"), F("spent") + F("reserved") - amount + actual),
+            reserved_units=F("reserved_units") - amount_units,
+            spent_units=F("spent_units") + actual_units,
+            limit_units=Greatest(
+                F("limit_units"),
+                F("spent_units") + F("reserved_units") - amount_units + actual_units,
+            ),
         )
         touched.append(_counter(job.brand, item).get())
     logger.info(
@@ -360,7 +370,9 @@ def budget_release(*, job: AIJob) -> bool:
     if reservation is None:
         return False
     for item in reservation.amounts:
-        _counter(job.brand, item).update(reserved=F("reserved") - Decimal(item["amount"]))
+        _counter(job.brand, item).update(
+            reserved_units=F("reserved_units") - to_units(Decimal(item["amount"]))
+        )
     logger.info("budget.released", extra={"job_id": job.public_id})
     return True
 
@@ -469,6 +481,6 @@ def monthly_quotas_reset(*, brand: Brand | None = None, now: datetime | None = N
     counters = BudgetCounter.objects.filter(metric__in=list(TOKEN_METRICS), period=month)
     if brand is not None:
         counters = counters.filter(brand=brand)
-    count = counters.update(spent=Decimal(0))
+    count = counters.update(spent_units=0)
     logger.info("quota.monthly_reset", extra={"rows": count})
     return count

@@ -276,7 +276,7 @@ def ai_job_start(*, job_id: int) -> tuple[AIJob, str] | None:
 
 def ai_job_complete(*, job_id: int, owner: str, outcome: HandlerResult, duration_ms: int) -> None:
     """Complete a job started with ``ai_job_start`` (exactly once, see the module doc)."""
-    _finish_completed(job_id, owner, outcome, duration_ms)
+    _complete_or_fail(job_id, owner, outcome, duration_ms)
 
 
 def ai_job_fail(*, job_id: int, owner: str, error: dict[str, Any], total_retries: int = 0) -> None:
@@ -336,7 +336,17 @@ def ai_job_run(*, job_id: int, requeue_on_rate_limit: bool = True) -> None:
         logger.exception("job.run.crashed", extra={"job_id": job.public_id})
         _finish_failed(job_id, owner, internal_error_body())
         return
-    _finish_completed(job_id, owner, outcome, round((time.monotonic() - started) * 1000))
+    _complete_or_fail(job_id, owner, outcome, round((time.monotonic() - started) * 1000))
+
+
+def _complete_or_fail(job_id: int, owner: str, outcome: HandlerResult, duration_ms: int) -> None:
+    """Complete the job; if writing the completion fails (a bug or a database error), the
+    completion rolls back whole and the job fails instead of staying ``running``."""
+    try:
+        _finish_completed(job_id, owner, outcome, duration_ms)
+    except Exception:
+        logger.exception("job.complete.failed", extra={"job_pk": job_id})
+        _finish_failed(job_id, owner, internal_error_body())
 
 
 def _finish_completed(job_id: int, owner: str, outcome: HandlerResult, duration_ms: int) -> None:

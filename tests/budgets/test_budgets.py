@@ -160,3 +160,18 @@ def test_daily_counters_roll_by_utc_date_and_monthly_reset(
     assert "reset: 2" in out.getvalue()
     assert api_client.get("/ai/quotas/").json()["month"]["tokens"]["spent"] == 0
     assert timezone.now()
+
+
+def test_many_small_settlements_stay_exact_to_the_micro_dollar(
+    api_client, chat_ready, fake_openai, brand
+):
+    body = {**BODY, "model": "o3-mini", "max_completion_tokens": 37}
+    costs = [
+        Decimal(api_client.post("/ai/openai/chat/", body, format="json").json()["cost_usd"])
+        for _ in range(40)
+    ]
+    for metric in ("o3_cost", "cost"):
+        row = counter(brand, metric)
+        assert row.reserved == 0
+        assert row.spent == sum(costs)
+    assert AIJob.objects.filter(status="completed").count() == 40
