@@ -235,7 +235,7 @@ def celery_broker(url: str) -> Iterator[None]:
 class ApiServer:
     """The API under gunicorn (threaded, as in production) on the test database."""
 
-    def __init__(self, workers: int = 2, threads: int = 32, extra_env: dict | None = None):
+    def __init__(self, workers: int = 2, threads: int = 16, extra_env: dict | None = None):
         self.port = free_port()
         self.workers, self.threads = workers, threads
         self.extra_env = extra_env or {}
