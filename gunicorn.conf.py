@@ -9,7 +9,9 @@ import os
 
 worker_class = "gthread"
 workers = int(os.environ.get("GUNICORN_WORKERS", max(2, multiprocessing.cpu_count())))
-threads = int(os.environ.get("GUNICORN_THREADS", 64))
+# Each busy thread holds a database connection for its whole request (provider wait
+# included): keep workers x threads under PostgreSQL's max_connections (100 by default).
+threads = int(os.environ.get("GUNICORN_THREADS", 32))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 120))
 keepalive = 5
 accesslog = None

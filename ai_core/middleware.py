@@ -8,18 +8,22 @@ so a removed member loses access at once, whatever their token still says.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 
-from megahub.errors import ApplicationError
+from megahub.errors import ApplicationError, ServiceUnavailable
 from megahub.exception_handler import application_error_response
 
 from .authentication import authenticate_jwt, token_user_id
 from .selectors import brand_membership_resolve
 
 BRAND_HEADER = "X-Brand-ID"
+
+logger = logging.getLogger("megahub.request")
 
 
 class BrandMiddleware:
@@ -45,6 +49,15 @@ class BrandMiddleware:
             )
         except ApplicationError as exc:
             return application_error_response(exc)
+        except DatabaseError as exc:
+            # The database is unreachable or full: fail closed with a clear 503, never a 500.
+            logger.error("request.database_unavailable", extra={"error_class": type(exc).__name__})
+            return application_error_response(
+                ServiceUnavailable(
+                    "The database is unavailable; nothing was done. Retry shortly.",
+                    headers={"Retry-After": "5"},
+                )
+            )
         request.user = membership.user
         request.auth_token = token  # type: ignore[attr-defined]
         request.brand_membership = membership  # type: ignore[attr-defined]
