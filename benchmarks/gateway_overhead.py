@@ -1262,23 +1262,37 @@ def render_analysis(
                 else ""
             )
         )
-    busiest = _find(results, target="gateway", latency_ms=SLOW_MS, concurrency=256)
-    if busiest and busiest["locks"]["waits"]:
-        locks = busiest["locks"]
-        waits = ", ".join(f"`{shape}` {n:.1f}" for shape, n in locks["waits"].items())
+    contended = [
+        (label, r)
+        for label, r in (
+            ("8 clients", _find(results, target="gateway", latency_ms=0, concurrency=8)),
+            ("32 clients", _find(results, target="gateway", latency_ms=0, concurrency=32)),
+            (
+                "256 clients with a 1 s upstream",
+                _find(results, target="gateway", latency_ms=SLOW_MS, concurrency=256),
+            ),
+        )
+        if r is not None
+    ]
+    if contended and any(r["locks"]["waits"] for _, r in contended):
+        worst = max(contended, key=lambda item: item[1]["locks"]["waiting"])[1]["locks"]
+        waits = ", ".join(f"`{shape}` {n:.1f}" for shape, n in worst["waits"].items())
+        observed = "; ".join(
+            f"{label}: {r['locks']['waiting']:.1f} waiting on a lock, "
+            f"{r['locks']['idle_in_transaction']:.1f} idle in a transaction, machine "
+            f"{r['cpu'].get('machine_busy_share', 0):.0%} busy"
+            for label, r in contended
+        )
         lines.append(
             "- **One brand's requests queue on its hot rows.** Every request of a brand "
-            "updates the same budget counter rows (reserve and settle) and the same daily "
+            "updates the same budget counter rows (reserve, then settle) and the same daily "
             "rollup row, and holds those row locks until its transaction commits — while "
             "Python builds the statements that follow, under a GIL shared with the worker's "
-            "other threads. Through the gateway with 256 clients and a 1 s upstream, "
-            f"{locks['waiting']:.1f} sessions on average were waiting on a lock and "
-            f"{locks['idle_in_transaction']:.1f} sat idle inside a transaction (the lock "
-            f"holders, back in Python); the waiting statements, sessions on average: {waits}. "
-            f"That is why that row used only {busiest['cpu'].get('machine_busy_share', 0):.0%} "
-            "of the machine. The per-request INSERT … ON CONFLICT DO NOTHING that makes sure "
-            "the counters exist waits too: it has to wait for the uncommitted UPDATE of the "
-            "row it conflicts with."
+            "other threads, so the more threads, the longer each lock is held. Sessions of "
+            f"the database on average, through the gateway — {observed}. Most waited-on "
+            f"statements (sessions on average): {waits}. The INSERT … ON CONFLICT DO NOTHING "
+            "that makes sure the counters exist, run on every request, waits too: it must "
+            "wait for the uncommitted UPDATE of the row it conflicts with."
         )
     if probe_ms:
         sizes = sorted(probe_ms)
