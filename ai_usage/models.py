@@ -51,6 +51,21 @@ LATENCY_BUCKET_EDGES_MS: tuple[int, ...] = (
 )
 LATENCY_BUCKETS = len(LATENCY_BUCKET_EDGES_MS) + 1
 LATENCY_FIELDS: tuple[str, ...] = tuple(f"latency_b{i:02d}" for i in range(LATENCY_BUCKETS))
+# The rollup's additive counters (besides the latency histogram): summed on write and read.
+ROLLUP_COUNTERS: tuple[str, ...] = (
+    "jobs",
+    "cached_jobs",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "total_tokens",
+    "cost_micros",
+    "execution_ms",
+    "quality_count",
+    "quality_hundredths",
+    "quality_cost_micros",
+)
 
 
 class UsageRecord(models.Model):

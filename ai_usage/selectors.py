@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from ai_core.models import Brand
 
-from .models import LATENCY_BUCKET_EDGES_MS, LATENCY_FIELDS, UsageDailyRollup
+from .models import LATENCY_BUCKET_EDGES_MS, LATENCY_FIELDS, ROLLUP_COUNTERS, UsageDailyRollup
 from .units import money, money_ratio, ratio
 
 GENERATION_ORDER = ("new", "legacy")
@@ -35,20 +35,7 @@ BREAKDOWN_FIELDS = {
     "generation": "generation",
     "day": "day",
 }
-_SUMMED = (
-    "jobs",
-    "cached_jobs",
-    "prompt_tokens",
-    "cached_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-    "total_tokens",
-    "cost_micros",
-    "execution_ms",
-    "quality_count",
-    "quality_hundredths",
-    "quality_cost_micros",
-)
+_SUMMED = ROLLUP_COUNTERS
 
 
 def usage_count(*, brand: Brand) -> int:

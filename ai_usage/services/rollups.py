@@ -20,27 +20,19 @@ from django.db.models.functions import Cast, Coalesce, Round, TruncDate
 
 from ai_core.models import Brand
 
-from ..models import LATENCY_BUCKET_EDGES_MS, LATENCY_FIELDS, UsageDailyRollup, UsageRecord
+from ..models import (
+    LATENCY_BUCKET_EDGES_MS,
+    LATENCY_FIELDS,
+    ROLLUP_COUNTERS,
+    UsageDailyRollup,
+    UsageRecord,
+)
 from ..units import latency_bucket, to_hundredths, to_micros, to_millis
 
 logger = logging.getLogger("megahub.usage")
 
 KEY_FIELDS = ("brand", "day", "provider", "model_name", "generation", "job_type")
-SUM_FIELDS = (
-    "jobs",
-    "cached_jobs",
-    "prompt_tokens",
-    "cached_tokens",
-    "completion_tokens",
-    "reasoning_tokens",
-    "total_tokens",
-    "cost_micros",
-    "execution_ms",
-    "quality_count",
-    "quality_hundredths",
-    "quality_cost_micros",
-    *LATENCY_FIELDS,
-)
+SUM_FIELDS = (*ROLLUP_COUNTERS, *LATENCY_FIELDS)
 MIN_FIELD = "execution_ms_min"
 MAX_FIELD = "execution_ms_max"
 
