@@ -1073,14 +1073,16 @@ def render(
         f"PostgreSQL backends / the load process (of {info['cores']}); *busy* is the whole "
         "machine's; *server CPU ms/req* = (gunicorn + PostgreSQL CPU time) / 200 responses "
         "completed in the window. *Lock waits*: sessions of this database waiting on a "
-        "lock, on average over samples taken every 200 ms in the window. Everything shares "
+        "lock, on average over samples taken every 200 ms in the window. *Other*: cores used "
+        "meanwhile by processes outside the benchmark (the machine is shared). Everything "
+        "shares "
         f"the {info['cores']} cores: repeated runs of the same scenario move by about ±20%. "
         "*Peak PG "
         "conns*: this database's backends, sampled every 300 ms.",
         "",
         "| target | upstream | conc. | 200s | RPS (200s) | p50 ms | p95 ms | p99 ms | added p50 ms "
         "| errors | server CPU ms/req | peak PG conns | lock waits | peak RSS MB "
-        "| CPU gunicorn / pg / client | busy |",
+        "| CPU gunicorn / pg / client | busy (other) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- "
         "| --- | --- |",
     ]
@@ -1107,7 +1109,8 @@ def render(
             f"{fmt_ms(r['p99'])} | {added} | {errors} | {server_cpu} | {backends} | {waits} | "
             f"{rss} | "
             f"{cpu.get('gunicorn', 0):.2f} / {cpu.get('postgres', 0):.2f} / "
-            f"{cpu.get('client', 0):.2f} | {cpu.get('machine_busy_share', 0):.0%} |"
+            f"{cpu.get('client', 0):.2f} | {cpu.get('machine_busy_share', 0):.0%} "
+            f"({other_cpu(cpu, int(info['cores'])):.2f}) |"
         )
     server_logs = [(s, r["server_log"]) for s, r in results.items() if r.get("server_log")]
     if server_logs:
@@ -1121,6 +1124,13 @@ def render(
     lines += ["", *render_targets(results, base), ""]
     lines += [*render_analysis(info, shape, results, costs, extras), "", *render_costs(costs)]
     return "\n".join(lines) + "\n"
+
+
+def other_cpu(cpu: dict[str, float], cores: int) -> float:
+    """Cores used during the window by processes outside the benchmark (other work on the
+    machine): the machine's busy time minus what the benchmark's processes used."""
+    ours = sum(v for k, v in cpu.items() if k != "machine_busy_share")
+    return max(0.0, cpu.get("machine_busy_share", 0.0) * cores - ours)
 
 
 def _find(results: dict[Scenario, dict[str, Any]], **match: Any) -> dict[str, Any] | None:
