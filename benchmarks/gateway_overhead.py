@@ -1075,10 +1075,8 @@ def render(
         "completed in the window. *Lock waits*: sessions of this database waiting on a "
         "lock, on average over samples taken every 200 ms in the window. *Other*: cores used "
         "meanwhile by processes outside the benchmark (the machine is shared). Everything "
-        "shares "
-        f"the {info['cores']} cores: repeated runs of the same scenario move by about ±20%. "
-        "*Peak PG "
-        "conns*: this database's backends, sampled every 300 ms.",
+        f"shares the {info['cores']} cores: repeated runs of the same scenario move by about "
+        "±20%. *Peak PG conns*: this database's backends, sampled every 300 ms.",
         "",
         "| target | upstream | conc. | 200s | RPS (200s) | p50 ms | p95 ms | p99 ms | added p50 ms "
         "| errors | server CPU ms/req | peak PG conns | lock waits | peak RSS MB "
