@@ -24,6 +24,7 @@ class JobRunContext:
     job: AIJob
     record_attempt: Callable[[Attempt], None]
     should_stop: Callable[[], bool]
+    attempts: int = 0  # recorded by this run so far
 
 
 @dataclass

@@ -13,3 +13,15 @@ class AiOpenaiConfig(AppConfig):
 
         # ai_core runs jobs without importing us: we register the chat handler with it.
         register_handler(CHAT_JOB_HANDLER)
+
+        from ai_core.models import AIJobType, Brand
+        from ai_providers.budget_models import BrandQuota
+        from ai_providers.models import Provider, ProviderCredential
+        from megahub.refcache import clear_on_change
+
+        from .models import AIModel, BrandApiKey
+
+        # The hot path reads these from process-local caches (megahub.refcache).
+        clear_on_change(
+            Brand, AIJobType, AIModel, BrandApiKey, Provider, ProviderCredential, BrandQuota
+        )

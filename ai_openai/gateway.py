@@ -26,6 +26,7 @@ from rest_framework.response import Response
 from ai_core.models import AIJob, Brand, JobStatus
 from megahub.errors import ApplicationError, NotFound, PermissionDenied
 from megahub.exception_handler import api_exception_handler
+from megahub.refcache import RefCache
 
 from .models import BrandApiKey
 from .registry import ai_model_list
@@ -33,6 +34,9 @@ from .registry import ai_model_list
 logger = logging.getLogger("megahub.gateway")
 
 KEY_PREFIX = "mh-"
+# Active keys by hash (with their brand): revocation in another process applies within
+# AI_REFERENCE_CACHE_SECONDS.
+_keys = RefCache("api_keys")
 
 
 def _hash(key: str) -> str:
@@ -77,15 +81,21 @@ def api_key_authenticate(authorization: str | None) -> BrandApiKey:
     key = key.strip()
     if scheme != "Bearer" or not key.startswith(KEY_PREFIX) or len(key) > 200:
         raise drf.AuthenticationFailed("Invalid API key. Send 'Authorization: Bearer mh-…'.")
-    row = (
-        BrandApiKey.objects.select_related("brand")
-        .filter(key_hash=_hash(key), revoked_at=None, brand__is_active=True)
-        .first()
+    digest = _hash(key)
+    row = _keys.get(
+        digest,
+        lambda: (
+            BrandApiKey.objects.select_related("brand")
+            .filter(key_hash=digest, revoked_at=None, brand__is_active=True)
+            .first()
+        ),
+        keep=lambda found: found is not None,
     )
     if row is None:
         raise drf.AuthenticationFailed("Invalid or revoked API key.")
     now = timezone.now()
     if row.last_used_at is None or (now - row.last_used_at).total_seconds() > 60:
+        row.last_used_at = now
         BrandApiKey.objects.filter(pk=row.pk).update(last_used_at=now)
     return row
 

@@ -19,6 +19,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 
+from megahub.refcache import RefCache
+
 from .errors import ModelDisabled, UnknownModel
 from .models import AIModel
 
@@ -42,8 +44,14 @@ def ai_model_list(*, available_only: bool = False) -> QuerySet[AIModel]:
     return qs
 
 
+_models = RefCache("ai_models")
+
+
 def ai_model_get(*, name: str) -> AIModel | None:
-    return AIModel.objects.filter(name=name).first()
+    """The registry row called ``name`` (cached per process: megahub.refcache)."""
+    return _models.get(
+        name, lambda: AIModel.objects.filter(name=name).first(), keep=lambda m: m is not None
+    )
 
 
 def ai_model_is_available(model: AIModel) -> bool:

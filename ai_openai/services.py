@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -25,8 +26,8 @@ from ai_core.services.jobs import (
     ai_job_complete,
     ai_job_create,
     ai_job_fail,
-    ai_job_run,
-    ai_job_start,
+    ai_job_run_started,
+    job_owner,
     job_run_context,
 )
 from ai_providers.alerts import budget_alerts_check
@@ -80,6 +81,21 @@ def chat_input_normalize(*, input: dict[str, Any], model: str = "") -> dict[str,
     if model and not body.get("model"):
         body["model"] = model
     return body
+
+
+_last_prepared = threading.local()
+
+
+def _prepared_for(body: dict[str, Any]) -> PreparedRequest:
+    """``prepare_chat_request(body=body)``, remembered for this very dict in this thread:
+    a sync request validates, reserves and runs the same job input, so it is prepared once.
+    (A job read back from the database is another dict: prepared again.)"""
+    entry = getattr(_last_prepared, "entry", None)
+    if entry is not None and entry[0] is body:
+        return entry[1]
+    prepared = prepare_chat_request(body=body)
+    _last_prepared.entry = (body, prepared)
+    return prepared
 
 
 def chat_targets(
@@ -150,7 +166,9 @@ def chat_job_validate(*, brand: Brand, input: dict[str, Any], model: str) -> dic
         tpm=limits.tpm_limit,
         tokens=prepared.prompt_tokens + prepared.max_output_tokens,
     )
-    return {**body, "model": prepared.model}
+    normalized = {**body, "model": prepared.model}
+    _last_prepared.entry = (normalized, prepared)
+    return normalized
 
 
 def budget_request_for(prepared: PreparedRequest) -> BudgetRequest:
@@ -194,7 +212,7 @@ def _fitting_alternatives(prepared: PreparedRequest) -> Callable[[str, Decimal],
 def chat_job_reserve(job: AIJob) -> None:
     """JobHandler.reserve: hold the estimate on the brand's budgets (inside the job's
     creating transaction; a refusal rolls the job back)."""
-    prepared = prepare_chat_request(body=job.input)
+    prepared = _prepared_for(job.input)
     budget_reserve(
         brand=job.brand,
         job=job,
@@ -236,7 +254,7 @@ def chat_job_run(context: JobRunContext) -> HandlerResult:
     """Run a chat job through the executor (or answer it from the response cache when the
     request opted in); the result is written by ``finalize``."""
     job = context.job
-    prepared = prepare_chat_request(body=job.input)
+    prepared = _prepared_for(job.input)
     cache_key = None
     if job.input.get("cache") is True:
         cache_key = response_cache_key(brand_id=job.brand_id, kwargs=prepared.kwargs)
@@ -296,7 +314,24 @@ def chat_cached_outcome(
     }
 
     def finalize(locked_job: AIJob) -> None:
-        budget_settle(job=locked_job, actual_cost=Decimal(0), actual_tokens=0)
+        # The same order as chat_outcome's finalize (hot rows last, no deadlock).
+        OpenAIJob.objects.create(
+            job=locked_job,
+            brand_id=locked_job.brand_id,
+            model=entry["model"],
+            generation=model.generation,
+            kind=model.kind,
+            reasoning_effort=prepared.reasoning_effort or "",
+            provider=entry["provider"],
+            prompt_tokens=usage["prompt_tokens"],
+            cached_tokens=usage["cached_tokens"],
+            completion_tokens=usage["completion_tokens"],
+            reasoning_tokens=usage["reasoning_tokens"],
+            total_tokens=usage["total_tokens"],
+            cost_usd=Decimal(0),
+            finish_reason=entry["finish_reason"] or "",
+            applied_config=prepared.applied_config,
+        )
         usage_record_create(
             job=locked_job,
             provider=entry["provider"],
@@ -310,25 +345,7 @@ def chat_cached_outcome(
             execution_time_seconds=Decimal(0),
             is_cached=True,
         )
-        OpenAIJob.objects.update_or_create(
-            job=locked_job,
-            defaults={
-                "brand_id": locked_job.brand_id,
-                "model": entry["model"],
-                "generation": model.generation,
-                "kind": model.kind,
-                "reasoning_effort": prepared.reasoning_effort or "",
-                "provider": entry["provider"],
-                "prompt_tokens": usage["prompt_tokens"],
-                "cached_tokens": usage["cached_tokens"],
-                "completion_tokens": usage["completion_tokens"],
-                "reasoning_tokens": usage["reasoning_tokens"],
-                "total_tokens": usage["total_tokens"],
-                "cost_usd": Decimal(0),
-                "finish_reason": entry["finish_reason"] or "",
-                "applied_config": prepared.applied_config,
-            },
-        )
+        budget_settle(job=locked_job, actual_cost=Decimal(0), actual_tokens=0)
 
     logger.info("cache.hit", extra={"job_id": job.public_id, "model": entry["model"]})
     return HandlerResult(result=response, metadata={"cache": "hit"}, finalize=finalize)
@@ -383,10 +400,27 @@ def chat_outcome(
     }
 
     def finalize(locked_job: AIJob) -> None:
-        counters = budget_settle(
-            job=locked_job, actual_cost=cost, actual_tokens=usage["total_tokens"]
+        # Rows of this job first; the rows every request of the brand updates (the daily
+        # rollup, the budget counters) last, so their locks are held the shortest time.
+        OpenAIJob.objects.create(
+            job=locked_job,
+            brand_id=locked_job.brand_id,
+            model=model.name,
+            generation=model.generation,
+            kind=model.kind,
+            reasoning_effort=request.reasoning_effort or "",
+            provider=execution.target.provider,
+            prompt_tokens=usage["prompt_tokens"],
+            cached_tokens=usage["cached_tokens"],
+            completion_tokens=usage["completion_tokens"],
+            reasoning_tokens=usage["reasoning_tokens"],
+            total_tokens=usage["total_tokens"],
+            cost_usd=cost,
+            execution_time_seconds=seconds,
+            finish_reason=result.finish_reason or "",
+            applied_config=request.applied_config,
+            fallback_used=execution.fallback_used,
         )
-        budget_alerts_check(brand=locked_job.brand, counters=counters)
         usage_record_create(
             job=locked_job,
             provider=execution.target.provider,
@@ -399,27 +433,10 @@ def chat_outcome(
             total_cost=cost,
             execution_time_seconds=seconds,
         )
-        OpenAIJob.objects.update_or_create(
-            job=locked_job,
-            defaults={
-                "brand_id": locked_job.brand_id,
-                "model": model.name,
-                "generation": model.generation,
-                "kind": model.kind,
-                "reasoning_effort": request.reasoning_effort or "",
-                "provider": execution.target.provider,
-                "prompt_tokens": usage["prompt_tokens"],
-                "cached_tokens": usage["cached_tokens"],
-                "completion_tokens": usage["completion_tokens"],
-                "reasoning_tokens": usage["reasoning_tokens"],
-                "total_tokens": usage["total_tokens"],
-                "cost_usd": cost,
-                "execution_time_seconds": seconds,
-                "finish_reason": result.finish_reason or "",
-                "applied_config": request.applied_config,
-                "fallback_used": execution.fallback_used,
-            },
+        counters = budget_settle(
+            job=locked_job, actual_cost=cost, actual_tokens=usage["total_tokens"]
         )
+        budget_alerts_check(brand=locked_job.brand, counters=counters)
         transaction.on_commit(lambda: credential_mark_used(credential=credential))
         transaction.on_commit(lambda: record_usage_metrics(model.name, usage, cost))
 
@@ -451,6 +468,7 @@ def chat_submit(*, brand: Brand, user: Any, body: dict[str, Any], run_now: bool)
     metadata = body.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise ValidationFailed(field_errors={"metadata": ["Must be a JSON object."]})
+    owner = job_owner() if run_now else None
     job = ai_job_create(
         brand=brand,
         user=user,
@@ -460,10 +478,15 @@ def chat_submit(*, brand: Brand, user: Any, body: dict[str, Any], run_now: bool)
         model=body.get("model") or "",
         metadata={"client": metadata} if metadata else None,
         dispatch=not run_now,
+        run_owner=owner,
     )
-    if run_now:
-        ai_job_run(job_id=job.pk, requeue_on_rate_limit=False)
-        job.refresh_from_db()
+    if owner is not None:
+        # Created running under this process: run it here (no second read of the job).
+        ended = ai_job_run_started(job=job, owner=owner, requeue_on_rate_limit=False)
+        if ended is None:
+            job.refresh_from_db()
+        else:
+            job = ended
     return job
 
 
@@ -473,6 +496,7 @@ def chat_stream_open(*, brand: Brand, body: dict[str, Any]) -> tuple[AIJob, str,
 
     Raises what the non-streamed path raises, before any byte is sent to the client.
     """
+    owner = job_owner()
     job = ai_job_create(
         brand=brand,
         user=None,
@@ -480,21 +504,18 @@ def chat_stream_open(*, brand: Brand, body: dict[str, Any]) -> tuple[AIJob, str,
         input=body,
         model=body.get("model") or "",
         dispatch=False,
+        run_owner=owner,
     )
-    started = ai_job_start(job_id=job.pk)
-    if started is None:
-        raise ProviderCallFailed("The job could not be started.")
-    job, owner = started
-    prepared = prepare_chat_request(body=job.input)
+    prepared = _prepared_for(job.input)
+    context = job_run_context(job)
     try:
-        execution = _execute(
-            chat_targets(brand=brand, prepared=prepared, stream=True), job_run_context(job)
-        )
+        execution = _execute(chat_targets(brand=brand, prepared=prepared, stream=True), context)
     except ExecutionFailed as exc:
         ai_job_fail(
-            job_id=job.pk,
+            job=job,
             owner=owner,
             error=ProviderCallFailed.from_provider_error(exc.error).as_dict(),
+            attempts=context.attempts,
             total_retries=exc.total_retries,
         )
         raise ProviderCallFailed.from_provider_error(exc.error, job_id=job.public_id) from exc
@@ -533,7 +554,11 @@ def chat_stream_relay(
             job=job, prepared=prepared, execution=execution, result=result, elapsed=elapsed
         )
         ai_job_complete(
-            job_id=job.pk, owner=owner, outcome=outcome, duration_ms=round(elapsed * 1000)
+            job=job,
+            owner=owner,
+            outcome=outcome,
+            duration_ms=round(elapsed * 1000),
+            attempts=len(execution.attempts),
         )
 
     try:

@@ -20,6 +20,7 @@ reservation committed.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,14 +29,14 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Value
-from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from ai_core.models import AIJob, Brand
 from megahub.errors import ApplicationError
 from megahub.metrics import record_budget_rejection
+from megahub.refcache import RefCache
 
 from .budget_models import (
     BrandQuota,
@@ -117,10 +118,13 @@ def default_limits() -> dict[str, Any]:
     }
 
 
+_quotas = RefCache("brand_quotas")
+
+
 def brand_limits(*, brand: Brand) -> Limits:
     """The limits in force for ``brand``: its overrides, else the settings' defaults."""
     values = default_limits()
-    quota = BrandQuota.objects.filter(brand=brand).first()
+    quota = _quotas.get(brand.pk, lambda: BrandQuota.objects.filter(brand=brand).first())
     if quota is not None:
         for name in LIMIT_FIELDS:
             override = getattr(quota, name)
@@ -170,6 +174,27 @@ def _items(request: BudgetRequest, limits: Limits, now: datetime) -> list[dict[s
     ]
 
 
+# (brand id, metric, period) of counter rows this process has seen exist: their
+# INSERT … ON CONFLICT DO NOTHING is skipped (it would wait on the row's lock). A counter
+# that vanished anyway (a test's rollback) is re-created before any refusal.
+_known_counters: set[tuple[int, str, str]] = set()
+
+
+def _counters_ensure(brand: Brand, items: list[dict[str, Any]]) -> None:
+    BudgetCounter.objects.bulk_create(
+        [
+            BudgetCounter(
+                brand=brand,
+                metric=item["metric"],
+                period=date.fromisoformat(item["period"]),
+                limit_units=to_units(Decimal(item["limit"])),
+            )
+            for item in items
+        ],
+        ignore_conflicts=True,
+    )
+
+
 def _counter(brand: Brand, item: dict[str, Any]) -> Any:
     return BudgetCounter.objects.filter(
         brand=brand, metric=item["metric"], period=date.fromisoformat(item["period"])
@@ -193,27 +218,27 @@ def budget_reserve(
     now = now or timezone.now()
     limits = brand_limits(brand=brand)
     items = _items(request, limits, now)
-    BudgetCounter.objects.bulk_create(
-        [
-            BudgetCounter(
-                brand=brand,
-                metric=item["metric"],
-                period=date.fromisoformat(item["period"]),
-                limit_units=to_units(Decimal(item["limit"])),
-            )
-            for item in items
-        ],
-        ignore_conflicts=True,
-    )
+    keys = [(brand.pk, item["metric"], item["period"]) for item in items]
+    ensured = not _known_counters.issuperset(keys)
+    if ensured:
+        _counters_ensure(brand, items)
     for item in items:
         amount, limit = to_units(Decimal(item["amount"])), to_units(Decimal(item["limit"]))
-        updated = (
+        reserve = (
             _counter(brand, item)
             .filter(spent_units__lte=Value(limit) - F("reserved_units") - Value(amount))
-            .update(reserved_units=F("reserved_units") + amount, limit_units=limit)
+            .update
         )
+        updated = reserve(reserved_units=F("reserved_units") + amount, limit_units=limit)
+        if not updated and not ensured:
+            # This process believed the counters existed: make sure before refusing.
+            _known_counters.clear()
+            _counters_ensure(brand, items)
+            ensured = True
+            updated = reserve(reserved_units=F("reserved_units") + amount, limit_units=limit)
         if not updated:
             raise _refusal(brand, request, item, limits, now, alternatives)
+    _known_counters.update(keys)
     reservation = BudgetReservation.objects.create(job=job, brand=brand, amounts=items)
     logger.info(
         "budget.reserved",
@@ -300,34 +325,62 @@ def _refusal(
     )
 
 
-def _finish(job: AIJob, status: str) -> BudgetReservation | None:
-    reservation = (
-        BudgetReservation.objects.select_for_update()
-        .filter(job=job, status=BudgetReservation.Status.RESERVED)
-        .first()
+def _returning(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Run an ``UPDATE … RETURNING`` (PostgreSQL, SQLite ≥ 3.35): write and read back in
+    one statement."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _table(model: type) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _finish(job: AIJob, status: str) -> list[dict[str, Any]] | None:
+    """Mark the job's reservation settled/released if it still is reserved: its amounts,
+    or None when there is none (or it was already finished). One conditional UPDATE."""
+    rows = _returning(
+        f"UPDATE {_table(BudgetReservation)} SET status = %s, finished_at = %s "  # noqa: S608
+        "WHERE job_id = %s AND status = %s RETURNING amounts",
+        [
+            status,
+            connection.ops.adapt_datetimefield_value(timezone.now()),
+            job.pk,
+            BudgetReservation.Status.RESERVED,
+        ],
     )
-    if reservation is None:
+    if not rows:
         return None
-    reservation.status = status
-    reservation.finished_at = timezone.now()
-    reservation.save(update_fields=["status", "finished_at"])
-    return reservation
+    amounts = rows[0][0]
+    return json.loads(amounts) if isinstance(amounts, str | bytes) else amounts
 
 
-@transaction.atomic
+def _settle_sql() -> str:
+    greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+    return (
+        f"UPDATE {_table(BudgetCounter)} SET "  # noqa: S608 - identifiers only
+        "reserved_units = reserved_units - %s, spent_units = spent_units + %s, "
+        f"limit_units = {greatest}(limit_units, spent_units + reserved_units - %s + %s) "
+        "WHERE brand_id = %s AND metric = %s AND period = %s "
+        "RETURNING id, spent_units, reserved_units, limit_units"
+    )
+
+
+@transaction.atomic(savepoint=False)
 def budget_settle(*, job: AIJob, actual_cost: Decimal, actual_tokens: int) -> list[BudgetCounter]:
     """Turn the job's reservation into spend at the actual figures. Exactly once.
 
     Runs in the transaction that completes the job (with its usage record). The actual
     cost cannot exceed the reserved estimate for a well-behaved provider (the estimate is
     an upper bound); if it ever does, the spend is still recorded — money spent is never
-    dropped — and ``budget.overrun`` is logged. Returns the counters touched.
+    dropped — and ``budget.overrun`` is logged. Returns the counters touched, as written.
     """
-    reservation = _finish(job, BudgetReservation.Status.SETTLED)
-    if reservation is None:
+    amounts = _finish(job, BudgetReservation.Status.SETTLED)
+    if amounts is None:
         return []
     touched = []
-    for item in reservation.amounts:
+    for item in amounts:
         metric = item["metric"]
         if metric in COST_METRICS:
             actual = actual_cost
@@ -347,15 +400,30 @@ def budget_settle(*, job: AIJob, actual_cost: Decimal, actual_tokens: int) -> li
                 },
             )
         amount_units, actual_units = to_units(amount), to_units(actual)
-        _counter(job.brand, item).update(
-            reserved_units=F("reserved_units") - amount_units,
-            spent_units=F("spent_units") + actual_units,
-            limit_units=Greatest(
-                F("limit_units"),
-                F("spent_units") + F("reserved_units") - amount_units + actual_units,
-            ),
-        )
-        touched.append(_counter(job.brand, item).get())
+        period = date.fromisoformat(item["period"])
+        for pk, spent, reserved, limit in _returning(
+            _settle_sql(),
+            [
+                amount_units,
+                actual_units,
+                amount_units,
+                actual_units,
+                job.brand_id,
+                metric,
+                connection.ops.adapt_datefield_value(period),
+            ],
+        ):
+            touched.append(
+                BudgetCounter(
+                    pk=pk,
+                    brand_id=job.brand_id,
+                    metric=metric,
+                    period=period,
+                    spent_units=spent,
+                    reserved_units=reserved,
+                    limit_units=limit,
+                )
+            )
     logger.info(
         "budget.settled",
         extra={"job_id": job.public_id, "actual_cost": str(actual_cost), "tokens": actual_tokens},
@@ -363,13 +431,13 @@ def budget_settle(*, job: AIJob, actual_cost: Decimal, actual_tokens: int) -> li
     return touched
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def budget_release(*, job: AIJob) -> bool:
     """Give the job's reservation back, untouched by any spend. Exactly once."""
-    reservation = _finish(job, BudgetReservation.Status.RELEASED)
-    if reservation is None:
+    amounts = _finish(job, BudgetReservation.Status.RELEASED)
+    if amounts is None:
         return False
-    for item in reservation.amounts:
+    for item in amounts:
         _counter(job.brand, item).update(
             reserved_units=F("reserved_units") - to_units(Decimal(item["amount"]))
         )

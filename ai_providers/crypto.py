@@ -30,6 +30,8 @@ from django.db import transaction
 from django.dispatch import receiver
 from django.utils import timezone
 
+from megahub.refcache import refcache_clear
+
 from .errors import CredentialDecryptionError
 from .models import ProviderCredential
 
@@ -215,6 +217,7 @@ def credential_rotate_encryption(credential: ProviderCredential) -> bool:
         ProviderCredential.objects.filter(pk=locked.pk).update(
             encrypted_api_key=token, rotated_at=now, updated_at=now
         )
+    refcache_clear()
     credential.encrypted_api_key = token
     credential.rotated_at = now
     credential.updated_at = now

@@ -7,6 +7,7 @@ from django.db.models import Count, Q, QuerySet
 from ai_core.models import Brand
 from ai_core.provider_errors import ProviderNotConfigured
 from megahub.errors import NotFound
+from megahub.refcache import RefCache
 
 from .errors import UnknownProvider
 from .models import Provider, ProviderCredential
@@ -107,6 +108,11 @@ def model_primary_provider(model: str, providers: list[Provider] | None = None) 
     return None
 
 
+# A brand's usable credentials, in order (megahub.refcache: a credential deactivated in
+# another process stops being used within AI_REFERENCE_CACHE_SECONDS).
+_credentials = RefCache("credentials")
+
+
 def _usable_credentials(*, brand: Brand) -> QuerySet[ProviderCredential]:
     return (
         ProviderCredential.objects.filter(brand=brand, is_active=True, provider__is_active=True)
@@ -141,7 +147,7 @@ def providers_for_model(*, brand: Brand, model: str) -> list[ProviderCredential]
     ``credential_for_model`` would pick. Empty list: nothing configured (the caller answers
     424 ``PROVIDER_NOT_CONFIGURED``).
     """
-    credentials = list(_usable_credentials(brand=brand))
+    credentials = _credentials.get(brand.pk, lambda: list(_usable_credentials(brand=brand)))
     primary = model_primary_provider(model, list({c.provider for c in credentials}))
     chosen: dict[str, ProviderCredential] = {}
     for credential in credentials:

@@ -320,6 +320,10 @@ AI_DEFAULT_TPM_LIMIT = (
 )
 AI_RESPONSE_CACHE_TTL = env.int("AI_RESPONSE_CACHE_TTL", default=3600)
 AI_RATE_LIMIT_WINDOW_SECONDS = env.float("AI_RATE_LIMIT_WINDOW_SECONDS", default=60.0)
+# How long a process keeps the reference rows of the hot path (API keys, models,
+# credentials, quotas, job types) before reading them again (megahub/refcache.py): a change
+# made in another process applies within this time. 0 turns the caches off.
+AI_REFERENCE_CACHE_SECONDS = env.float("AI_REFERENCE_CACHE_SECONDS", default=5.0)
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="megahub@localhost")
 

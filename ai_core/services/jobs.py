@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from megahub.errors import ApplicationError, ValidationFailed
 from megahub.exception_handler import internal_error_body
+from megahub.refcache import RefCache
 from megahub.tracing import current_trace_id
 
 from ..errors import InvalidTransition, JobNotCancellable, JobNotFound, JobTypeNotFound
@@ -44,6 +45,8 @@ from ..provider_errors import ProviderCallFailed, ProviderRateLimited
 from ..runner import job_dispatch, job_dispatch_on_commit, job_revoke
 
 logger = logging.getLogger("megahub.jobs")
+
+_job_types = RefCache("job_types")
 
 # The seed's field error for a bad priority (SPEC §5).
 PRIORITY_ERROR = "Doit être: low, normal, high, urgent"
@@ -102,15 +105,22 @@ def ai_job_create(
     model: str = "",
     metadata: dict[str, Any] | None = None,
     dispatch: bool = True,
+    run_owner: str | None = None,
 ) -> AIJob:
     """Validate and create a job, queue it, and dispatch it once the transaction commits.
 
-    ``dispatch=False``: the caller runs it itself (the sync chat path) with ``ai_job_run``;
-    the job is marked dispatched so the sweeper leaves it alone.
+    ``dispatch=False``: the caller runs it itself with ``ai_job_run``; the job is marked
+    dispatched so the sweeper leaves it alone. ``run_owner`` (the sync paths, with
+    ``dispatch=False``): the job is written already ``running`` under that owner, as
+    ``_start`` would leave it, and the caller runs it with ``ai_job_run_started``.
     """
     if priority not in JobPriority.values:
         raise ValidationFailed(field_errors={"priority": [PRIORITY_ERROR]})
-    job_type_obj = AIJobType.objects.filter(code=job_type, is_active=True).first()
+    job_type_obj = _job_types.get(
+        job_type,
+        lambda: AIJobType.objects.filter(code=job_type, is_active=True).first(),
+        keep=lambda found: found is not None,
+    )
     if job_type_obj is None:
         codes = list(AIJobType.objects.filter(is_active=True).values_list("code", flat=True))
         raise JobTypeNotFound(
@@ -123,6 +133,12 @@ def ai_job_create(
         handler_name=job_type_obj.handler, brand=brand, input=input, model=model
     )
     now = timezone.now()
+    # Written in its first status directly: pending → queued (→ running) at the same instant.
+    statuses = [JobStatus.PENDING, JobStatus.QUEUED]
+    running = {}
+    if run_owner is not None:
+        statuses.append(JobStatus.RUNNING)
+        running = {"run_owner": run_owner, "started_at": now, "progress": 10}
     with transaction.atomic():
         job = AIJob.objects.create(
             brand=brand,
@@ -132,14 +148,21 @@ def ai_job_create(
             model=normalized.get("model", model) or "",
             input=normalized,
             metadata={**(metadata or {}), "trace_id": current_trace_id()},
-            status_history=[{"status": JobStatus.PENDING, "at": now.isoformat()}],
+            status=statuses[-1],
+            queued_at=now,
+            status_history=[{"status": status, "at": now.isoformat()} for status in statuses],
             dispatched_at=None if dispatch else now,
+            **running,
         )
         logger.info(
             "job.created",
-            extra={"job_id": job.public_id, "brand_id": brand.pk, "job_type": job_type},
+            extra={
+                "job_id": job.public_id,
+                "brand_id": brand.pk,
+                "job_type": job_type,
+                "status": job.status,
+            },
         )
-        ai_job_transition(job=job, to=JobStatus.QUEUED, now=now)
         handler = get_handler(job_type_obj.handler)
         if handler is not None and handler.reserve is not None:
             handler.reserve(job)
@@ -241,8 +264,13 @@ def _start(job_id: int, owner: str) -> AIJob | None:
 
 def job_run_context(job: AIJob) -> JobRunContext:
     """What a run of ``job`` hands its handler: attempt recording (each attempt is a
-    ``JobAttempt`` row, written at once) and the cancellation check."""
+    ``JobAttempt`` row, written at once; ``context.attempts`` counts them, and the run's
+    end adds them to ``attempts_count``) and the cancellation check."""
     job_id, base_number = job.pk, job.attempts_count
+    if job.recoveries:
+        # A run that died left attempts it never counted: number after all of them.
+        base_number = max(base_number, JobAttempt.objects.filter(job_id=job_id).count())
+    checks = 0
 
     def record_attempt(attempt: Attempt) -> None:
         JobAttempt.objects.create(
@@ -258,151 +286,232 @@ def job_run_context(job: AIJob) -> JobRunContext:
             retry_after=attempt.retry_after,
             error_message=attempt.error_message or "",
         )
-        AIJob.objects.filter(pk=job_id).update(attempts_count=F("attempts_count") + 1)
+        context.attempts += 1
 
     def should_stop() -> bool:
+        # The first check comes right after the run took the job (its status was checked
+        # under the row lock then): only later attempts ask the database again.
+        nonlocal checks
+        checks += 1
+        if checks == 1:
+            return False
         return AIJob.objects.filter(pk=job_id, status=JobStatus.CANCELLED).exists()
 
-    return JobRunContext(job=job, record_attempt=record_attempt, should_stop=should_stop)
+    context = JobRunContext(job=job, record_attempt=record_attempt, should_stop=should_stop)
+    if base_number != job.attempts_count:
+        job.attempts_count = base_number
+    return context
 
 
-def ai_job_start(*, job_id: int) -> tuple[AIJob, str] | None:
-    """Take a job to ``running`` for a caller that runs it itself (the streaming gateway);
-    returns the job and the owner token to finish it with, or None."""
-    owner = _owner()
-    job = _start(job_id, owner)
-    return None if job is None else (job, owner)
+def job_owner() -> str:
+    """The owner token of runs made by this process (``ai_job_create(run_owner=…)``)."""
+    return _owner()
 
 
-def ai_job_complete(*, job_id: int, owner: str, outcome: HandlerResult, duration_ms: int) -> None:
-    """Complete a job started with ``ai_job_start`` (exactly once, see the module doc)."""
-    _complete_or_fail(job_id, owner, outcome, duration_ms)
+def ai_job_complete(
+    *, job: AIJob, owner: str, outcome: HandlerResult, duration_ms: int, attempts: int
+) -> AIJob | None:
+    """Complete a job its caller runs itself (created with ``run_owner``) after
+    ``attempts`` recorded attempts: exactly once, see the module doc."""
+    return _complete_or_fail(job, owner, outcome, duration_ms, attempts)
 
 
-def ai_job_fail(*, job_id: int, owner: str, error: dict[str, Any], total_retries: int = 0) -> None:
-    _finish_failed(job_id, owner, error, total_retries=total_retries)
+def ai_job_fail(
+    *, job: AIJob, owner: str, error: dict[str, Any], attempts: int, total_retries: int = 0
+) -> AIJob | None:
+    return _finish_failed(job, owner, error, attempts, total_retries=total_retries)
 
 
-def ai_job_run(*, job_id: int, requeue_on_rate_limit: bool = True) -> None:
+def ai_job_run(*, job_id: int, requeue_on_rate_limit: bool = True) -> AIJob | None:
     """Run one job to a final status. Idempotent: a job that is terminal, or running under
     a live owner, is left alone; a job whose owner died is taken over.
 
     A job that ends rate-limited (429 after retries and fallbacks) is re-queued with the
     provider's delay, unless ``requeue_on_rate_limit`` is False (a caller is waiting: it
-    fails at once so the caller can answer 429)."""
+    fails at once so the caller can answer 429). Returns the job as this run left it, or
+    None when there was nothing to run."""
     owner = _owner()
     job = _start(job_id, owner)
     if job is None:
-        return
+        return None
+    return ai_job_run_started(job=job, owner=owner, requeue_on_rate_limit=requeue_on_rate_limit)
+
+
+def ai_job_run_started(
+    *, job: AIJob, owner: str, requeue_on_rate_limit: bool = True
+) -> AIJob | None:
+    """Run a job already ``running`` under ``owner`` (``_start``, or ``ai_job_create`` with
+    ``run_owner``). Returns the job as written when the run ended (None if another run or a
+    cancellation took it meanwhile)."""
     handler = get_handler(job.job_type.handler)
     if handler is None:
-        _finish_failed(
-            job_id,
+        return _finish_failed(
+            job,
             owner,
             {"error_code": "HANDLER_NOT_FOUND", "detail": f"No handler '{job.job_type.handler}'."},
         )
-        return
     started = time.monotonic()
     context = job_run_context(job)
     try:
         outcome = handler.run(context)
     except ExecutionCancelled:
         logger.info("job.run.cancelled", extra={"job_id": job.public_id})
-        return
+        _count_attempts(job, context.attempts)
+        return None
     except ExecutionFailed as exc:
         error = ProviderCallFailed.from_provider_error(exc.error).as_dict()
-        extra = {"total_retries": exc.total_retries}
         if (
             requeue_on_rate_limit
             and isinstance(exc.error, ProviderRateLimited)
             and job.requeues < settings.AI_JOB_MAX_REQUEUES
         ):
             delay = exc.error.retry_after or settings.AI_RATE_LIMIT_REQUEUE_DELAY
-            _requeue(job_id, owner, delay)
-            return
-        _finish_failed(job_id, owner, error, **extra)
-        return
+            return _requeue(job, owner, delay, context.attempts)
+        return _finish_failed(job, owner, error, context.attempts, total_retries=exc.total_retries)
     except ApplicationError as exc:
-        _finish_failed(job_id, owner, exc.as_dict())
-        return
+        return _finish_failed(job, owner, exc.as_dict(), context.attempts)
     except SoftTimeLimitExceeded:
-        _finish_failed(
-            job_id,
+        return _finish_failed(
+            job,
             owner,
             {"error_code": "JOB_TIME_LIMIT", "detail": "The job exceeded its time limit."},
+            context.attempts,
         )
-        return
     except Exception:
         logger.exception("job.run.crashed", extra={"job_id": job.public_id})
-        _finish_failed(job_id, owner, internal_error_body())
-        return
-    _complete_or_fail(job_id, owner, outcome, round((time.monotonic() - started) * 1000))
+        return _finish_failed(job, owner, internal_error_body(), context.attempts)
+    duration_ms = round((time.monotonic() - started) * 1000)
+    return _complete_or_fail(job, owner, outcome, duration_ms, context.attempts)
 
 
-def _complete_or_fail(job_id: int, owner: str, outcome: HandlerResult, duration_ms: int) -> None:
+def _complete_or_fail(
+    job: AIJob, owner: str, outcome: HandlerResult, duration_ms: int, attempts: int | None
+) -> AIJob | None:
     """Complete the job; if writing the completion fails (a bug or a database error), the
     completion rolls back whole and the job fails instead of staying ``running``."""
     try:
-        _finish_completed(job_id, owner, outcome, duration_ms)
+        return _finish_completed(job, owner, outcome, duration_ms, attempts)
     except Exception:
-        logger.exception("job.complete.failed", extra={"job_pk": job_id})
-        _finish_failed(job_id, owner, internal_error_body())
+        logger.exception("job.complete.failed", extra={"job_id": job.public_id})
+        return _finish_failed(job, owner, internal_error_body(), attempts)
 
 
-def _finish_completed(job_id: int, owner: str, outcome: HandlerResult, duration_ms: int) -> None:
+def _owned_transition(job: AIJob, owner: str, to: str, **fields: Any) -> dict[str, Any] | None:
+    """Move ``job`` from ``running`` under ``owner`` to ``to``, in one conditional UPDATE
+    (which also takes the row lock until the transaction ends). False — nothing written —
+    when the job is no longer running under that owner (cancelled, or another run took it
+    over). ``job`` is the owner's copy (while it runs nothing else writes the row); the
+    values written are returned, for the caller to apply to it once committed."""
+    if to not in ALLOWED_TRANSITIONS[JobStatus.RUNNING]:
+        raise InvalidTransition(
+            f"A job cannot go from 'running' to '{to}'.",
+            from_status=JobStatus.RUNNING,
+            to_status=to,
+        )
+    now = timezone.now()
+    values = {
+        "status": to,
+        STATUS_TIMESTAMP_FIELD[to]: now,
+        "status_history": [*job.status_history, {"status": to, "at": now.isoformat()}],
+        "updated_at": now,
+        **fields,
+    }
+    updated = AIJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, run_owner=owner).update(
+        **values
+    )
+    if not updated:
+        return None
+    logger.info(
+        "job.status.changed",
+        extra={"job_id": job.public_id, "status": to, "brand_id": job.brand_id},
+    )
+    return values
+
+
+def _finish_completed(
+    job: AIJob, owner: str, outcome: HandlerResult, duration_ms: int, attempts: int | None
+) -> AIJob | None:
     with transaction.atomic():
-        job = _lock_job(job_id)
-        if job is None or job.status != JobStatus.RUNNING or job.run_owner != owner:
-            logger.warning(
-                "job.result.discarded",
-                extra={"job_pk": job_id, "status": getattr(job, "status", None)},
-            )
-            if outcome.discard is not None and job is not None:
-                outcome.discard(job)
-            return
-        if outcome.finalize is not None:
-            outcome.finalize(job)
-        ai_job_transition(
-            job=job,
-            to=JobStatus.COMPLETED,
+        # The job row first (it is locked until commit), then what finalize writes.
+        completed = _owned_transition(
+            job,
+            owner,
+            JobStatus.COMPLETED,
             result=outcome.result,
             progress=100,
             duration_ms=duration_ms,
             total_retries=outcome.total_retries,
             fallback_used=outcome.fallback_used,
             metadata={**job.metadata, **outcome.metadata, "total_retries": outcome.total_retries},
+            **_attempts_field(job, attempts),
         )
+        if completed is None:
+            logger.warning("job.result.discarded", extra={"job_id": job.public_id})
+            _count_attempts(job, attempts)
+            if outcome.discard is not None:
+                outcome.discard(job)
+            return None
+        if outcome.finalize is not None:
+            outcome.finalize(job)
+    _apply(job, completed)
     logger.info("job.completed", extra={"job_id": job.public_id, "duration_ms": duration_ms})
+    return job
 
 
-def _finish_failed(job_id: int, owner: str, error: dict[str, Any], **fields: Any) -> None:
+def _finish_failed(
+    job: AIJob, owner: str, error: dict[str, Any], attempts: int | None = None, **fields: Any
+) -> AIJob | None:
+    if "total_retries" in fields:
+        fields["metadata"] = {**job.metadata, "total_retries": fields["total_retries"]}
     with transaction.atomic():
-        job = _lock_job(job_id)
-        if job is None or job.status != JobStatus.RUNNING or job.run_owner != owner:
-            return
-        if "total_retries" in fields:
-            fields["metadata"] = {**job.metadata, "total_retries": fields["total_retries"]}
-        ai_job_transition(job=job, to=JobStatus.FAILED, error=error, **fields)
+        failed = _owned_transition(
+            job, owner, JobStatus.FAILED, error=error, **fields, **_attempts_field(job, attempts)
+        )
+        if failed is None:
+            _count_attempts(job, attempts)
+            return None
         _release(job)
+    _apply(job, failed)
     logger.warning(
         "job.failed", extra={"job_id": job.public_id, "error_code": error.get("error_code")}
     )
+    return job
 
 
-def _requeue(job_id: int, owner: str, delay: float) -> None:
+def _count_attempts(job: AIJob, attempts: int | None) -> None:
+    """A run whose result is not written (the job was cancelled meanwhile) still counts
+    the attempts it recorded."""
+    if attempts:
+        AIJob.objects.filter(pk=job.pk).update(attempts_count=F("attempts_count") + attempts)
+
+
+def _apply(job: AIJob, values: dict[str, Any]) -> None:
+    for name, value in values.items():
+        setattr(job, name, value)
+
+
+def _attempts_field(job: AIJob, attempts: int | None) -> dict[str, int]:
+    """``attempts_count`` after a run that recorded ``attempts`` attempts (None: unknown)."""
+    return {} if attempts is None else {"attempts_count": job.attempts_count + attempts}
+
+
+def _requeue(job: AIJob, owner: str, delay: float, attempts: int) -> AIJob | None:
     with transaction.atomic():
-        job = _lock_job(job_id)
-        if job is None or job.status != JobStatus.RUNNING or job.run_owner != owner:
-            return
-        ai_job_transition(
-            job=job,
-            to=JobStatus.RETRYING,
+        requeued = _owned_transition(
+            job,
+            owner,
+            JobStatus.RETRYING,
             requeues=job.requeues + 1,
             dispatched_at=None,
             progress=0,
+            **_attempts_field(job, attempts),
         )
+        if requeued is None:
+            return None
         job_dispatch_on_commit(job, countdown=delay)
+    _apply(job, requeued)
     logger.info("job.requeued", extra={"job_id": job.public_id, "delay_s": delay})
+    return job
 
 
 def _release(job: AIJob) -> None:

@@ -71,15 +71,21 @@ def usage_record_create(
         is_cached=is_cached,
         **counts,
     )
-    with transaction.atomic():
+    # No savepoint of its own inside the caller's transaction (the completion's); the
+    # inner one around the INSERT keeps that transaction usable after a duplicate.
+    duplicate = None
+    with transaction.atomic(savepoint=False):
         try:
             with transaction.atomic():
                 record.save(force_insert=True)
         except IntegrityError as exc:
-            if UsageRecord.objects.filter(job_id=job.pk).exists():
-                raise UsageAlreadyRecorded(job_id=job.public_id) from exc
-            raise
-        rollup_add(record=record)
+            if not UsageRecord.objects.filter(job_id=job.pk).exists():
+                raise
+            duplicate = exc
+        else:
+            rollup_add(record=record)
+    if duplicate is not None:
+        raise UsageAlreadyRecorded(job_id=job.public_id) from duplicate
     logger.info(
         "usage.recorded",
         extra={

@@ -1,0 +1,114 @@
+"""The hot path's process-local reference caches (megahub/refcache.py): with them on, a
+repeated gateway request reads no reference row; a change made through the ORM applies at
+once; a change the process is not told about (another process's QuerySet.update())
+applies within AI_REFERENCE_CACHE_SECONDS."""
+
+import re
+import time
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from ai_core.models import AIJobType
+from ai_openai.models import AIModel, BrandApiKey
+from ai_providers.budget_models import BrandQuota
+from ai_providers.models import Provider, ProviderCredential
+from megahub.refcache import refcache_clear
+
+pytestmark = pytest.mark.django_db
+
+BODY = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Bonjour"}], "max_tokens": 8}
+REFERENCE_TABLES = {
+    model._meta.db_table
+    for model in (BrandApiKey, AIModel, ProviderCredential, Provider, BrandQuota, AIJobType)
+}
+
+
+@pytest.fixture
+def cached(settings):
+    settings.AI_REFERENCE_CACHE_SECONDS = 60
+    yield
+    refcache_clear()
+
+
+@pytest.fixture
+def key(api_client, chat_ready):
+    response = api_client.post("/ai/api-keys/", {"name": "cache"}, format="json")
+    assert response.status_code == 201
+    return response.json()
+
+
+@pytest.fixture
+def gateway(key) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key['key']}")
+    return client
+
+
+def chat(gateway: APIClient):
+    return gateway.post("/ai/v1/chat/completions", BODY, format="json")
+
+
+def tables_read(queries: list[dict]) -> set[str]:
+    read = set()
+    for query in queries:
+        sql = query["sql"]
+        if sql.lstrip().upper().startswith("SELECT"):
+            read.update(re.findall(r'FROM "([a-z0-9_]+)"', sql))
+            read.update(re.findall(r'JOIN "([a-z0-9_]+)"', sql))
+    return read
+
+
+def test_a_repeated_request_reads_no_reference_row(cached, gateway, fake_openai):
+    assert chat(gateway).status_code == 200
+    with CaptureQueriesContext(connection) as ctx:
+        assert chat(gateway).status_code == 200
+    assert tables_read(ctx.captured_queries) & REFERENCE_TABLES == set()
+
+
+def test_without_the_cache_every_request_reads_them(settings, gateway, fake_openai):
+    settings.AI_REFERENCE_CACHE_SECONDS = 0
+    assert chat(gateway).status_code == 200
+    with CaptureQueriesContext(connection) as ctx:
+        assert chat(gateway).status_code == 200
+    read = tables_read(ctx.captured_queries)
+    assert {BrandApiKey._meta.db_table, ProviderCredential._meta.db_table} <= read
+
+
+def test_revoking_a_key_applies_at_once(cached, api_client, key, gateway, fake_openai):
+    assert chat(gateway).status_code == 200
+    assert api_client.delete(f"/ai/api-keys/{key['id']}/").status_code == 204
+    response = chat(gateway)
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "authentication_error"
+
+
+def test_deactivating_a_credential_applies_at_once(cached, gateway, chat_ready, fake_openai):
+    assert chat(gateway).status_code == 200
+    chat_ready.is_active = False
+    chat_ready.save()
+    response = chat(gateway)
+    assert response.status_code == 424
+    assert len(fake_openai.requests()) == 1
+
+
+def test_a_quota_change_applies_at_once(cached, api_client, gateway, fake_openai):
+    assert chat(gateway).status_code == 200
+    response = api_client.patch("/ai/quotas/", {"monthly_token_quota": 1}, format="json")
+    assert response.status_code == 200, response.content
+    response = chat(gateway)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "monthly_quota_exceeded"
+
+
+def test_another_process_change_applies_within_the_ttl(settings, gateway, key, fake_openai):
+    settings.AI_REFERENCE_CACHE_SECONDS = 0.5
+    assert chat(gateway).status_code == 200
+    # What another process does: no signal reaches this one.
+    BrandApiKey.objects.filter(pk=key["id"]).update(revoked_at="2026-01-01T00:00:00Z")
+    assert chat(gateway).status_code == 200  # still cached here
+    time.sleep(0.6)
+    assert chat(gateway).status_code == 401
+    refcache_clear()
