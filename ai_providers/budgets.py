@@ -30,7 +30,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Value
+from django.db.models import F
 from django.utils import timezone
 
 from ai_core.models import AIJob, Brand
@@ -208,7 +208,7 @@ def budget_reserve(
     request: BudgetRequest,
     alternatives: Callable[[str, Decimal], list[str]] | None = None,
     now: datetime | None = None,
-) -> BudgetReservation:
+) -> None:
     """Reserve ``request`` on every applicable counter, or raise the matching 403.
 
     Must run inside the transaction that creates ``job``: a refusal rolls the job back
@@ -224,22 +224,28 @@ def budget_reserve(
         _counters_ensure(brand, items)
     for item in items:
         amount, limit = to_units(Decimal(item["amount"])), to_units(Decimal(item["limit"]))
-        reserve = (
-            _counter(brand, item)
-            .filter(spent_units__lte=Value(limit) - F("reserved_units") - Value(amount))
-            .update
-        )
-        updated = reserve(reserved_units=F("reserved_units") + amount, limit_units=limit)
+        params = [amount, limit, brand.pk, item["metric"], item["period"], limit, amount]
+        updated = _rowcount(_reserve_sql(), params)
         if not updated and not ensured:
             # This process believed the counters existed: make sure before refusing.
             _known_counters.clear()
             _counters_ensure(brand, items)
             ensured = True
-            updated = reserve(reserved_units=F("reserved_units") + amount, limit_units=limit)
+            updated = _rowcount(_reserve_sql(), params)
         if not updated:
             raise _refusal(brand, request, item, limits, now, alternatives)
     _known_counters.update(keys)
-    reservation = BudgetReservation.objects.create(job=job, brand=brand, amounts=items)
+    _rowcount(
+        f"INSERT INTO {_table(BudgetReservation)} "  # noqa: S608 - identifiers only
+        "(job_id, brand_id, amounts, status, created_at) VALUES (%s, %s, %s, %s, %s)",
+        [
+            job.pk,
+            brand.pk,
+            json.dumps(items),
+            BudgetReservation.Status.RESERVED,
+            connection.ops.adapt_datetimefield_value(now),
+        ],
+    )
     logger.info(
         "budget.reserved",
         extra={
@@ -250,7 +256,6 @@ def budget_reserve(
             "estimated_tokens": request.estimated_tokens,
         },
     )
-    return reservation
 
 
 def _refusal(
@@ -323,6 +328,22 @@ def _refusal(
         reset_time=next_reset(metric, now).strftime("%Y-%m-%dT%H:%M:%SZ"),
         alternatives=alts,
     )
+
+
+def _reserve_sql() -> str:
+    # The conditional UPDATE of the module docstring (the hot path: plain SQL, no ORM).
+    return (
+        f"UPDATE {_table(BudgetCounter)} SET "  # noqa: S608 - identifiers only
+        "reserved_units = reserved_units + %s, limit_units = %s "
+        "WHERE brand_id = %s AND metric = %s AND period = %s "
+        "AND spent_units <= %s - reserved_units - %s"
+    )
+
+
+def _rowcount(sql: str, params: list[Any]) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
 
 
 def _returning(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:

@@ -127,7 +127,7 @@ def _credential_prefix(credential: ProviderCredential) -> str:
 class CircuitStore(Protocol):
     """Atomic transitions of one circuit. Return values are previous/new ``CircuitState``s."""
 
-    def acquire(self, key: str, config: CircuitConfig) -> tuple[bool, CircuitState]: ...
+    def acquire(self, key: str, config: CircuitConfig) -> tuple[bool, CircuitState, bool]: ...
 
     def failure(self, key: str, config: CircuitConfig) -> tuple[CircuitState, CircuitState]: ...
 
@@ -171,20 +171,20 @@ class MemoryCircuitStore:
             return None
         return circuit
 
-    def acquire(self, key: str, config: CircuitConfig) -> tuple[bool, CircuitState]:
+    def acquire(self, key: str, config: CircuitConfig) -> tuple[bool, CircuitState, bool]:
         with self._lock:
             now = self._clock()
             circuit = self._get(key, now)
             if circuit is None:
-                return True, CircuitState.CLOSED
+                return True, CircuitState.CLOSED, True
             state = _state_at(circuit.open_until, now)
             if state is CircuitState.CLOSED:
-                return True, state
+                return True, state, False
             if state is CircuitState.OPEN or circuit.probe_until > now:
-                return False, state
+                return False, state, False
             circuit.probe_until = now + config.probe_lease
             circuit.expires_at = now + config.ttl
-            return True, state
+            return True, state, False
 
     def failure(self, key: str, config: CircuitConfig) -> tuple[CircuitState, CircuitState]:
         with self._lock:
@@ -250,7 +250,7 @@ _LUA_ACQUIRE = (
     + """
 local u = tonumber(redis.call('HGET', KEYS[1], 'u'))
 local s = state_of(u)
-if s == 0 then return {1, s} end
+if s == 0 then return {1, s, 1 - redis.call('EXISTS', KEYS[1])} end
 if s == 1 then return {0, s} end
 local p = tonumber(redis.call('HGET', KEYS[1], 'p'))
 if p and p > now then return {0, s} end
@@ -307,11 +307,11 @@ class RedisCircuitStore:
     def redis_key(self, key: str) -> str:
         return f"{self.prefix}:{key}"
 
-    def acquire(self, key: str, config: CircuitConfig) -> tuple[bool, CircuitState]:
-        allowed, state = self._acquire(
+    def acquire(self, key: str, config: CircuitConfig) -> tuple[bool, CircuitState, bool]:
+        allowed, state, *clean = self._acquire(
             keys=[self.redis_key(key)], args=[repr(config.probe_lease), config.ttl]
         )
-        return bool(allowed), _STATES[int(state)]
+        return bool(allowed), _STATES[int(state)], bool(clean and int(clean[0]))
 
     def failure(self, key: str, config: CircuitConfig) -> tuple[CircuitState, CircuitState]:
         before, after = self._failure(
@@ -390,6 +390,21 @@ def _credential_of(target: CallTarget[Any]) -> ProviderCredential | None:
     return credential if isinstance(credential, ProviderCredential) else None
 
 
+# Circuits this thread found closed with nothing recorded (no key) when it acquired them:
+# a success on one has nothing to clear, so it costs no store call. (A failure another
+# caller records during that call is then not cleared by it: successes that began before a
+# failure do not reset the count.)
+_clean = threading.local()
+
+
+def _was_clean(key: str) -> bool:
+    keys = getattr(_clean, "keys", None)
+    if keys is None or key not in keys:
+        return False
+    keys.discard(key)
+    return True
+
+
 def credential_is_available(credential: ProviderCredential, model: str = "") -> bool:
     """Whether a call on ``credential`` may be made now (see the module docstring).
 
@@ -397,11 +412,16 @@ def credential_is_available(credential: ProviderCredential, model: str = "") -> 
     outcome with ``circuit_record_outcome`` (the executor does, through ``on_outcome``).
     """
     config = CircuitConfig.for_provider(credential.provider.code)
+    key = circuit_key(credential, model)
     try:
-        allowed, state = circuit_store().acquire(circuit_key(credential, model), config)
+        allowed, state, clean = circuit_store().acquire(key, config)
     except redis.RedisError:
         _store_unavailable("acquire", credential)
         return True
+    if clean:
+        if not hasattr(_clean, "keys"):
+            _clean.keys = set()
+        _clean.keys.add(key)
     if state is CircuitState.HALF_OPEN and allowed:
         logger.info(
             "circuit.half_open",
@@ -417,8 +437,11 @@ def circuit_record_outcome(
     store = circuit_store()
     key = circuit_key(credential, model)
     provider = credential.provider.code
+    clean = _was_clean(key)
     try:
         if error is None:
+            if clean:
+                return  # closed with no failure counted when the call began: nothing to clear
             before = store.success(key)
             if before is not CircuitState.CLOSED:
                 logger.info(

@@ -472,3 +472,32 @@ def test_one_models_open_circuit_does_not_block_the_credentials_other_models(
     )
     assert [a.outcome for a in result.attempts] == ["skipped", "success"]
     assert circuit_state(openai_credential, "gpt-4o") == "closed"
+
+
+def test_a_success_on_a_clean_circuit_costs_no_store_call(store, openai_credential):
+    """Acquire tells whether anything is recorded; a success then has nothing to clear.
+    After a counted failure the next success must still clear the count."""
+    successes = []
+    active = circuit_store()
+    original = active.success
+
+    def counting_success(key):
+        successes.append(key)
+        return original(key)
+
+    active.success = counting_success
+    assert credential_is_available(openai_credential, "gpt-4o")
+    circuit_record_outcome(openai_credential, None, "gpt-4o")
+    assert successes == []
+
+    error = ProviderServerError("boom", provider="openai", model="gpt-4o")
+    assert credential_is_available(openai_credential, "gpt-4o")
+    circuit_record_outcome(openai_credential, error, "gpt-4o")
+    assert credential_is_available(openai_credential, "gpt-4o")
+    circuit_record_outcome(openai_credential, None, "gpt-4o")
+    assert successes == [circuit_key(openai_credential, "gpt-4o")]
+    # The count was cleared: two more failures do not reach the threshold (3).
+    for _ in range(2):
+        assert credential_is_available(openai_credential, "gpt-4o")
+        circuit_record_outcome(openai_credential, error, "gpt-4o")
+    assert circuit_state(openai_credential, "gpt-4o") == "closed"
