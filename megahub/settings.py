@@ -95,6 +95,13 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------
 # Default: a SQLite file (embedded mode). Production and CI: DATABASE_URL=postgres://...
 # (psycopg 3).
+#
+# PostgreSQL uses a connection pool per process (psycopg_pool, DB_POOL=true by default): a
+# thread takes a connection for its queries and gives it back when the request ends, or
+# earlier through megahub.db.release_connection() (before a provider call), so the number
+# of connections is DB_POOL_MAX_SIZE per process, not one per busy thread. Pooling needs
+# CONN_MAX_AGE=0. DB_POOL=false goes back to persistent per-thread connections
+# (DB_CONN_MAX_AGE, health checks).
 
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
@@ -109,6 +116,22 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool(
+    "DB_POOL", default=True
+):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # required by the pool
+    # The pool checks a connection before handing it out.
+    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "name": "megahub",
+        # Kept open per process (warm connections); it grows on demand up to max_size.
+        "min_size": env.int("DB_POOL_MIN_SIZE", default=2),
+        # Per process: gunicorn workers x max_size (+ Celery processes) must stay well under
+        # PostgreSQL's max_connections (100 by default).
+        "max_size": env.int("DB_POOL_MAX_SIZE", default=16),
+        # Seconds a thread waits for a free connection before an OperationalError.
+        "timeout": env.float("DB_POOL_TIMEOUT", default=30.0),
+    }
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
     DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
