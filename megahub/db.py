@@ -1,4 +1,5 @@
-"""Database helpers shared by the apps: percentiles computed by the database."""
+"""Database helpers shared by the apps: percentiles computed by the database, and giving a
+pooled connection back before a long wait."""
 
 from __future__ import annotations
 
@@ -46,3 +47,27 @@ def percentiles(
         high = float(values[1]) if len(values) > 1 else low
         out[p] = low + (high - low) * (position - lower)
     return out
+
+
+def release_connection() -> bool:
+    """Give this thread's database connection back to the pool before a long wait.
+
+    Call it just before something slow that needs no database (an AI provider call): with
+    PostgreSQL's connection pool (``DB_POOL``) the connection goes back to the pool, so
+    another thread can use it meanwhile; the next query in this thread takes one again
+    (transparently, possibly another connection: session state such as ``SET`` does not
+    carry over).
+
+    A no-op, returning False, when there is nothing to release or it would be unsafe:
+    SQLite or PostgreSQL without a pool (the connection is the thread's own), no open
+    connection, inside ``transaction.atomic()`` (closing would lose the transaction) or
+    with autocommit turned off. Returns True when the connection went back to the pool.
+    """
+    if connection.vendor != "postgresql" or connection.connection is None:
+        return False
+    if connection.in_atomic_block or not connection.autocommit:
+        return False
+    if not connection.settings_dict.get("OPTIONS", {}).get("pool"):
+        return False
+    connection.close()
+    return True
