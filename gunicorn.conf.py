@@ -1,7 +1,8 @@
 """Gunicorn settings: threaded workers, because a model call spends seconds waiting.
 
 Each thread holds one in-flight request; workers x threads is the number of slow calls the
-service can hold at once. Override with GUNICORN_WORKERS / GUNICORN_THREADS.
+service can hold at once (2 workers x 128 threads = 256 by default). Override with
+GUNICORN_WORKERS / GUNICORN_THREADS.
 """
 
 import multiprocessing
@@ -9,9 +10,14 @@ import os
 
 worker_class = "gthread"
 workers = int(os.environ.get("GUNICORN_WORKERS", max(2, multiprocessing.cpu_count())))
-# Each busy thread holds a database connection for its whole request (provider wait
-# included): keep workers x threads under PostgreSQL's max_connections (100 by default).
-threads = int(os.environ.get("GUNICORN_THREADS", 32))
+# Threads no longer map to database connections: PostgreSQL connections come from a pool
+# per worker (DB_POOL, at most DB_POOL_MAX_SIZE each, see settings.py), taken for queries
+# and given back at the end of the request or before a provider call
+# (megahub.db.release_connection). So PostgreSQL sees at most workers x DB_POOL_MAX_SIZE
+# connections however many threads wait on providers; a thread costs only memory (~ its
+# stack). With DB_POOL=false each busy thread holds its own connection again: then keep
+# workers x threads under PostgreSQL's max_connections (100 by default).
+threads = int(os.environ.get("GUNICORN_THREADS", 128))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 120))
 keepalive = 5
 accesslog = None
