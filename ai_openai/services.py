@@ -50,6 +50,7 @@ from ai_providers.ratelimit import rate_limit_check
 from ai_providers.selectors import providers_for_model
 from ai_providers.services import credential_mark_used
 from ai_usage.services.records import usage_record_create
+from megahub.db import release_connection
 from megahub.errors import ValidationFailed
 from megahub.metrics import record_usage_metrics
 from megahub.tracing import traceparent_header
@@ -241,6 +242,9 @@ def _usage_of(result: ChatResult, request: PreparedRequest) -> tuple[dict[str, i
 
 
 def _execute(targets: list[CallTarget[Any]], context: JobRunContext) -> Any:
+    # The provider call takes seconds and no database: its connection goes back to the pool
+    # meanwhile (a no-op without one), so connections do not limit the calls in flight.
+    release_connection()
     return execute(
         targets,
         on_attempt=context.record_attempt,
@@ -344,6 +348,7 @@ def chat_cached_outcome(
             total_cost=Decimal(0),
             execution_time_seconds=Decimal(0),
             is_cached=True,
+            completing=True,
         )
         budget_settle(job=locked_job, actual_cost=Decimal(0), actual_tokens=0)
 
@@ -432,6 +437,7 @@ def chat_outcome(
             reasoning_tokens=usage["reasoning_tokens"],
             total_cost=cost,
             execution_time_seconds=seconds,
+            completing=True,
         )
         counters = budget_settle(
             job=locked_job, actual_cost=cost, actual_tokens=usage["total_tokens"]

@@ -33,6 +33,7 @@ def usage_record_create(
     execution_time_seconds: Decimal,
     is_cached: bool = False,
     created_at: datetime | None = None,
+    completing: bool = False,
 ) -> UsageRecord:
     """Record the usage of ``job``'s provider call and add it to the daily rollup.
 
@@ -45,6 +46,11 @@ def usage_record_create(
     Exactly once: the job is the row's primary key, so a second call for the same job
     raises ``UsageAlreadyRecorded`` and writes nothing (the surrounding transaction stays
     usable). Negative counts or cost raise ValueError.
+
+    ``completing=True``: the caller is the job's completing transaction (the job row is
+    locked and was still running under it), so no row can exist for the job yet; the INSERT
+    then needs no savepoint of its own (a duplicate would be a bug: it rolls back the whole
+    completion).
     """
     counts = {
         "prompt_tokens": prompt_tokens,
@@ -75,6 +81,10 @@ def usage_record_create(
     # inner one around the INSERT keeps that transaction usable after a duplicate.
     duplicate = None
     with transaction.atomic(savepoint=False):
+        if completing:
+            record.save(force_insert=True)
+            rollup_add(record=record)
+            return _recorded(record)
         try:
             with transaction.atomic():
                 record.save(force_insert=True)
@@ -86,16 +96,20 @@ def usage_record_create(
             rollup_add(record=record)
     if duplicate is not None:
         raise UsageAlreadyRecorded(job_id=job.public_id) from duplicate
+    return _recorded(record)
+
+
+def _recorded(record: UsageRecord) -> UsageRecord:
     logger.info(
         "usage.recorded",
         extra={
-            "job_id": job.public_id,
-            "brand_id": job.brand_id,
-            "provider": provider,
-            "model": model_name,
+            "job_id": record.job.public_id,
+            "brand_id": record.brand_id,
+            "provider": record.provider,
+            "model": record.model_name,
             "total_tokens": record.total_tokens,
-            "cost_usd": str(cost),
-            "cached": is_cached,
+            "cost_usd": str(record.total_cost),
+            "cached": record.is_cached,
         },
     )
     return record
