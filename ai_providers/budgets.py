@@ -222,6 +222,19 @@ def budget_reserve(
     ensured = not _known_counters.issuperset(keys)
     if ensured:
         _counters_ensure(brand, items)
+    # The job's own row first; the brand's counters (every request updates them, and holds
+    # their locks until commit) last. A refusal rolls the whole transaction back.
+    _rowcount(
+        f"INSERT INTO {_table(BudgetReservation)} "  # noqa: S608 - identifiers only
+        "(job_id, brand_id, amounts, status, created_at) VALUES (%s, %s, %s, %s, %s)",
+        [
+            job.pk,
+            brand.pk,
+            json.dumps(items),
+            BudgetReservation.Status.RESERVED,
+            connection.ops.adapt_datetimefield_value(now),
+        ],
+    )
     for item in items:
         amount, limit = to_units(Decimal(item["amount"])), to_units(Decimal(item["limit"]))
         params = [amount, limit, brand.pk, item["metric"], item["period"], limit, amount]
@@ -235,17 +248,6 @@ def budget_reserve(
         if not updated:
             raise _refusal(brand, request, item, limits, now, alternatives)
     _known_counters.update(keys)
-    _rowcount(
-        f"INSERT INTO {_table(BudgetReservation)} "  # noqa: S608 - identifiers only
-        "(job_id, brand_id, amounts, status, created_at) VALUES (%s, %s, %s, %s, %s)",
-        [
-            job.pk,
-            brand.pk,
-            json.dumps(items),
-            BudgetReservation.Status.RESERVED,
-            connection.ops.adapt_datetimefield_value(now),
-        ],
-    )
     logger.info(
         "budget.reserved",
         extra={

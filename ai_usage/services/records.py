@@ -34,6 +34,7 @@ def usage_record_create(
     is_cached: bool = False,
     created_at: datetime | None = None,
     completing: bool = False,
+    rollup: bool = True,
 ) -> UsageRecord:
     """Record the usage of ``job``'s provider call and add it to the daily rollup.
 
@@ -50,7 +51,9 @@ def usage_record_create(
     ``completing=True``: the caller is the job's completing transaction (the job row is
     locked and was still running under it), so no row can exist for the job yet; the INSERT
     then needs no savepoint of its own (a duplicate would be a bug: it rolls back the whole
-    completion).
+    completion). ``rollup=False`` (only with ``completing``): the caller adds the row to its
+    rollup itself (``rollup_add``) later in the same transaction — last, because every
+    completion of the brand updates that rollup row and holds its lock until commit.
     """
     counts = {
         "prompt_tokens": prompt_tokens,
@@ -83,7 +86,8 @@ def usage_record_create(
     with transaction.atomic(savepoint=False):
         if completing:
             record.save(force_insert=True)
-            rollup_add(record=record)
+            if rollup:
+                rollup_add(record=record)
             return _recorded(record)
         try:
             with transaction.atomic():

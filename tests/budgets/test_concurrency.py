@@ -32,7 +32,9 @@ O3_BODY = {
 def live(chat_ready, fake_openai, brand, admin_user):
     require_postgres_and_redis()
     fake_openai.configure(completion_mode="max", latency_ms=150)
-    with api_server() as server:
+    # As in production: reference rows cached per process (nothing is read before the
+    # quotas below are set, so the server's first reads see them).
+    with api_server(extra_env={"AI_REFERENCE_CACHE_SECONDS": "5"}) as server:
         yield server, str(AccessToken.for_user(admin_user))
 
 
