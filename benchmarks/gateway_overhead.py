@@ -766,6 +766,15 @@ def measure_request_cost(fixtures: dict[str, Any], fake_root: str) -> dict[str, 
         counts["health checks"] += 1
         return original_usable()
 
+    # With the connection pool, the check is the pool's: an empty query each time a thread
+    # takes a connection (at its first query, and again after release_connection()).
+    pool = getattr(connection, "pool", None)
+    original_check = getattr(pool, "_check", None)
+
+    def counting_check(conn: Any) -> None:
+        counts["health checks"] += 1
+        original_check(conn)
+
     gateway = Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Bearer {fixtures['api_key']}")
     chat = Client(
         HTTP_HOST="127.0.0.1",
@@ -800,12 +809,16 @@ def measure_request_cost(fixtures: dict[str, Any], fake_root: str) -> dict[str, 
         close_old_connections()
         redis.Redis.execute_command = counting_execute  # type: ignore[method-assign]
         connection.is_usable = counting_usable
+        if original_check is not None:
+            pool._check = counting_check
         try:
             with connection.execute_wrapper(wrapper), CaptureQueriesContext(connection) as ctx:
                 status = send(kind)
         finally:
             redis.Redis.execute_command = original_execute  # type: ignore[method-assign]
             connection.is_usable = original_usable
+            if original_check is not None:
+                pool._check = original_check
         provider_calls = len(_fake_control(fake_root, "GET", "/_fake/requests"))
         # BEGIN / COMMIT / ROLLBACK are logged by Django but do not pass the wrappers.
         transaction_control = Counter(
@@ -902,33 +915,35 @@ def sdk_call_ms(fake_root: str, calls: int = 100) -> float:
 
 def ratelimit_probe(redis_url: str, sizes: tuple[int, ...] = (0, 5_000, 20_000)) -> dict:
     """Time the rate limiter's Lua script (rpm and tpm set) against a window already holding
-    ``n`` requests, on a probe key: its cost grows with the requests in the window."""
+    ``n`` requests (spread over the last 50 s), on a probe key."""
     import redis
 
-    from ai_providers.ratelimit import _LUA
+    from ai_providers.ratelimit import _LUA, BUCKETS
 
     client = redis.Redis.from_url(redis_url)
     script = client.register_script(_LUA)
-    keys = ["megahub:rl:bench-probe:req", "megahub:rl:bench-probe:tok"]
+    key = "megahub:rl:bench-probe:buckets"
+    window = 60.0
     timings = {}
     try:
         for size in sizes:
-            client.delete(*keys)
+            client.delete(key)
             now = time.time()
+            # What ``size`` earlier checks left: their counts in the buckets they fell in.
+            width = window / BUCKETS
             pipe = client.pipeline(transaction=False)
             for i in range(size):
-                stamp = now - 50 + 50 * i / size
-                pipe.zadd(keys[0], {f"r{i}": stamp})
-                pipe.zadd(keys[1], {f"r{i}:26": stamp})
+                bucket = math.floor((now - 50 + 50 * i / size) / width)
+                pipe.hincrby(key, f"r{bucket}", 1)
+                pipe.hincrby(key, f"t{bucket}", 26)
             pipe.execute()
             calls = 100
             started = time.perf_counter()
             for _ in range(calls):
-                args = [time.time(), 60, 10**9, 2 * 10**9, 26, secrets.token_hex(8)]
-                script(keys=keys, args=args)
+                script(keys=[key], args=[time.time(), window, BUCKETS, 10**9, 2 * 10**9, 26])
             timings[size] = 1000 * (time.perf_counter() - started) / calls
     finally:
-        client.delete(*keys)
+        client.delete(key)
     return timings
 
 
@@ -1046,8 +1061,9 @@ def render(
         f"Server: gunicorn with the repo's `gunicorn.conf.py` (gthread, **{workers} workers × "
         f"{threads} threads** = {workers * threads} requests in flight at most, keep-alive "
         "5 s), `megahub.settings` with DEBUG=false, SECURE_SSL_REDIRECT=false, "
-        f"LOG_LEVEL=WARNING, PostgreSQL with CONN_MAX_AGE={info['conn_max_age']} and "
-        f"CONN_HEALTH_CHECKS={info['conn_health_checks']}, Redis "
+        f"LOG_LEVEL=WARNING, PostgreSQL with CONN_MAX_AGE={info['conn_max_age']}, "
+        f"CONN_HEALTH_CHECKS={info['conn_health_checks']} and connection pool "
+        f"{info['pool']}, reference caches for {info['refcache']} s, Redis "
         f"({args.redis_url}) for the rate limiter, the circuit breaker and the cache. "
         "Brand `bench` with a BrandQuota no request reaches (rpm/tpm limits set very high, "
         "so the Redis rate-limit script runs on every request), one OpenAI credential "
@@ -1226,46 +1242,23 @@ def render_analysis(
             f"the same call through the `openai` SDK costs {extras.get('sdk_ms', math.nan):.1f}"
             " ms in-process."
         )
-        shapes = Counter(q["shape"] for q in gateway["statements"])
-
-        def times(table: str, verb: str = "SELECT") -> int:
-            """Statements of ``verb`` whose first table is ``table``."""
-            return sum(
-                n
-                for shape, n in shapes.items()
-                if shape.startswith(verb + " ") and shape.split()[1].rstrip(",") == table
-            )
-
-        locked = sum(
-            n
-            for shape, n in shapes.items()
-            if shape.startswith("SELECT ai_core_aijob,") and shape.endswith("FOR UPDATE")
-        )
         timing = gateway.get("timing", {})
         python_ms = timing.get("ms", 0.0) - timing.get("sql_ms", 0.0) - timing.get("redis_ms", 0.0)
         lines.append(
-            f"- **The work is the ledger.** {gateway['statement_count']} SQL statements, "
+            f"- **What is left per request.** {gateway['statement_count']} SQL statements, "
             f"{gateway['savepoints']} savepoint commands and {gateway['commits']} transactions "
-            f"({round_trips(gateway)} round trips with Redis and the provider) per request: "
-            f"the API key; reference reads repeated within the request (model "
-            f"{times('ai_openai_aimodel')}×, credentials "
-            f"{times('ai_providers_providercredential')}×, quota "
-            f"{times('ai_providers_brandquota')}×, job type {times('ai_core_aijobtype')}×"
-            f"); the job's INSERT, {times('ai_core_aijob', 'UPDATE')} UPDATEs (pending → "
-            "queued → running → completed, and the attempt count) and "
-            f"{times('ai_core_aijob', 'SELECT')} SELECTs ({locked} of them FOR UPDATE); "
-            "the budget counters "
-            f"({times('ai_providers_budgetcounter', 'UPDATE')} UPDATEs, "
-            f"{times('ai_providers_budgetcounter', 'SELECT')} re-SELECTs after settling, an "
-            "INSERT … ON CONFLICT DO NOTHING on every request) and the reservation row "
-            "(INSERT, SELECT FOR UPDATE, UPDATE); the attempt row; the usage record, its "
-            "daily rollup UPSERT and the OpenAI job row (SELECT FOR UPDATE + INSERT)."
+            f"({round_trips(gateway)} round trips with Redis and the provider; the table "
+            "below lists them): the job's INSERT and the reservation (one transaction), the "
+            "attempt row, then the completion (one transaction: the job's UPDATE, the OpenAI "
+            "job row, the usage record and its daily rollup, the reservation and the budget "
+            "counters settled)."
             + (
                 f" In-process (Django's test client, one thread, median of 100) a gateway "
                 f"request takes {timing['ms']:.1f} ms: {timing['sql_ms']:.1f} ms inside SQL "
                 f"execution (psycopg + PostgreSQL), {timing['redis_ms']:.1f} ms in Redis, "
-                f"and {python_ms:.1f} ms of Python around them — mostly the ORM building "
-                "those statements and their model instances, DRF, and the SDK."
+                f"and {python_ms:.1f} ms of Python around them — Django and DRF, the ORM "
+                "building the remaining writes, and the `openai` SDK (request transformation, "
+                "httpx, response models)."
                 if timing
                 else ""
             )
@@ -1294,27 +1287,18 @@ def render_analysis(
         lines.append(
             "- **One brand's requests queue on its hot rows.** Every request of a brand "
             "updates the same budget counter rows (reserve, then settle) and the same daily "
-            "rollup row, and holds those row locks until its transaction commits — while "
-            "Python builds the statements that follow, under a GIL shared with the worker's "
-            "other threads, so the more threads, the longer each lock is held. Sessions of "
-            f"the database on average, through the gateway — {observed}. Most waited-on "
-            f"statements (sessions on average): {waits}. The INSERT … ON CONFLICT DO NOTHING "
-            "that makes sure the counters exist, run on every request, waits too: it must "
-            "wait for the uncommitted UPDATE of the row it conflicts with."
+            "rollup row, and holds those row locks until its transaction commits (the "
+            "completion writes them last to shorten that). Sessions of the database on "
+            f"average, through the gateway — {observed}. Most waited-on statements (sessions "
+            f"on average): {waits}."
         )
     if probe_ms:
         sizes = sorted(probe_ms)
-        largest = sizes[-1]
         lines.append(
-            "- **The rate limiter grows with traffic.** With a tpm limit, its Lua script sums "
-            "every request of the 60 s window on each call: "
+            "- **The rate limiter costs the same at any traffic.** Its Lua script reads the "
+            "brand's ≤ 60 one-second buckets: "
             + ", ".join(f"{probe_ms[n]:.2f} ms with {n:,} requests in the window" for n in sizes)
-            + f" (measured on a probe key). {largest:,} requests in 60 s is "
-            f"{largest / 60:.0f} req/s; Redis runs scripts one at a time, so at that rate one "
-            f"brand's checks alone would take {probe_ms[largest] * largest / 60 / 1000:.1f} s "
-            "of Redis time per second — the limiter caps a brand near "
-            f"{1000 / probe_ms[largest]:.0f} req/s before the API does. At the rates measured "
-            "here it costs little."
+            + " (one call, round trip included, measured on a probe key)."
         )
     slow = [(s, r) for s, r in results.items() if s.target != "fake" and s.latency_ms == SLOW_MS]
     if slow:
@@ -1335,22 +1319,12 @@ def render_analysis(
             f"- **Threads and PostgreSQL connections.** {workers} workers × {threads} threads "
             f"hold at most {in_flight} requests at once, so with a {SLOW_MS / 1000:.0f} s "
             f"upstream the server cannot exceed {in_flight * 1000 / SLOW_MS:.0f} req/s even "
-            "with no CPU cost at all; 256 clients need 256 threads. But each busy thread also "
-            "holds its own PostgreSQL connection for the whole request, provider wait "
-            "included (CONN_MAX_AGE keeps it open afterwards), and PostgreSQL here allows "
-            f"{info['max_connections']} connections in all: up to {peak} of this database's "
-            "backend processes (refused ones included while they start) were seen at once "
-            "with a 1 s upstream"
-            + (
-                ". Refused connections ('too many clients already' in the server log) fail "
-                f"their requests: {refused}."
-                if refused
-                else ", none refused."
-            )
-            + " Raising the threads to 256 needs a connection that is not held across the "
-            "provider wait (a pool, or pgbouncer in transaction mode, plus releasing the "
-            "connection before the call); and with the CPU cost above, more threads would "
-            "only queue more requests."
+            "with no CPU cost at all. Connections come from a pool per worker and go back to "
+            "it before the provider call (megahub.db.release_connection), so the threads "
+            f"waiting on the upstream hold none; PostgreSQL here allows "
+            f"{info['max_connections']} connections: at most {peak} of this database's "
+            "backends were seen at once with a 1 s upstream"
+            + (". Failed requests: " + refused + "." if refused else ", none refused.")
         )
     return lines
 
@@ -1364,8 +1338,10 @@ def render_costs(costs: dict[str, Any]) -> list[str]:
         "Counted in-process through Django's test client on the same PostgreSQL database and "
         "Redis, after two warm-up requests. *Statements*: SELECT/INSERT/UPDATE; "
         "*transactions*: BEGIN + COMMIT pairs of `atomic` blocks (psycopg sends each as its "
-        "own command); *health check*: the `SELECT 1` Django sends on a persistent "
-        "connection's first use in each request (CONN_HEALTH_CHECKS).",
+        "own command); *health check*: the connection check each time the request takes a "
+        "connection (with the pool: the pool's empty query, at the first query and again "
+        "after the connection was given back for the provider call; without it: Django's "
+        "`SELECT 1` on a persistent connection's first use in each request).",
         "",
         "| request | SQL statements | SAVEPOINT + RELEASE | transactions (BEGIN + COMMIT) "
         "| health check | Redis commands | provider calls | round trips in all |",
@@ -1513,6 +1489,13 @@ def main() -> None:
         database = settings.DATABASES["default"]
         info["conn_max_age"] = str(database.get("CONN_MAX_AGE"))
         info["conn_health_checks"] = str(database.get("CONN_HEALTH_CHECKS"))
+        pool = database.get("OPTIONS", {}).get("pool")
+        info["pool"] = (
+            f"{pool.get('min_size', '?')}–{pool.get('max_size', '?')} connections per worker"
+            if isinstance(pool, dict)
+            else str(pool or "off")
+        )
+        info["refcache"] = str(settings.AI_REFERENCE_CACHE_SECONDS)
         clear_redis(args.redis_url)
         fixtures = setup_fixtures(fake_port)
         fake = start_fake(fake_port, 0)
