@@ -169,6 +169,37 @@ def test_delivery_after_the_owner_died_takes_the_job_over(brand, test_handler):
     assert job.result == {"recovered": True}
 
 
+def test_a_takeover_numbers_and_counts_attempts_after_those_the_dead_run_left(brand, test_handler):
+    import socket
+
+    from ai_core.models import JobAttempt
+
+    def one_attempt(ctx):
+        ctx.record_attempt(Attempt(1, "openai", "gpt-4o", "success", 5))
+        return HandlerResult(result={"recovered": True})
+
+    test_handler["behaviour"] = lambda ctx: HandlerResult(result={})  # the first, inline run
+    job = create_in_state(
+        brand,
+        status=JobStatus.RUNNING,
+        run_owner=f"{socket.gethostname()}:999999999",  # no such pid
+        started_at=timezone.now(),
+        result=None,
+        attempts_count=0,
+    )
+    test_handler["behaviour"] = one_attempt
+    # The dead run recorded two attempts and was killed before counting them.
+    for number in (1, 2):
+        JobAttempt.objects.create(
+            job=job, number=number, provider="openai", model="gpt-4o", outcome="error"
+        )
+    ai_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.COMPLETED
+    assert [a.number for a in job.attempts.order_by("number")] == [1, 2, 3]
+    assert job.attempts_count == 3
+
+
 def test_sweeper_dispatches_committed_jobs_that_never_reached_the_broker(
     brand, test_handler, settings
 ):
