@@ -1,9 +1,10 @@
 """Writes for AI jobs: create, transition, cancel, run, sweep.
 
-Every status change goes through ``ai_job_transition`` with the job row locked, so the
-workflow of ``models.ALLOWED_TRANSITIONS`` is enforced in one place and a terminal status
-never changes again. A run finishes only if the job is still ``running`` under the same
-owner, inside one transaction that also writes what the handler's ``finalize`` writes
+Every status change is checked against ``models.ALLOWED_TRANSITIONS``, so a terminal
+status never changes again: ``ai_job_transition`` with the job row locked, or — for the end
+of a run — ``_owned_transition``, one conditional UPDATE (``running`` under this owner) that
+takes the row lock itself. A run finishes only if the job is still ``running`` under the
+same owner, inside one transaction that also writes what the handler's ``finalize`` writes
 (usage, budget settlement): a redelivered or duplicated run can never complete a job twice.
 """
 
