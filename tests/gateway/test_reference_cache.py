@@ -112,3 +112,20 @@ def test_another_process_change_applies_within_the_ttl(settings, gateway, key, f
     time.sleep(0.6)
     assert chat(gateway).status_code == 401
     refcache_clear()
+
+
+def test_a_gateway_request_costs_twelve_statements_and_no_read(cached, gateway, fake_openai):
+    """The budget of docs/performance.md: once warm, a non-streamed gateway request writes
+    the job and its reservation, the attempt, then the completion — and reads nothing."""
+    assert chat(gateway).status_code == 200
+    with CaptureQueriesContext(connection) as ctx:
+        assert chat(gateway).status_code == 200
+    control = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE", "ROLLBACK")
+    statements = [
+        q["sql"] for q in ctx.captured_queries if not q["sql"].lstrip().upper().startswith(control)
+    ]
+    verbs = [sql.split()[0].upper() for sql in statements]
+    assert "SELECT" not in verbs, statements
+    # job + reservation + 2 counters; attempt; job, OpenAI job, usage, reservation,
+    # 2 counters, rollup.
+    assert len(statements) == 12, statements
