@@ -59,6 +59,7 @@ def built_settings(**env: str) -> dict:
         "DB_POOL_MAX_SIZE": "",
         "DB_POOL_TIMEOUT": "",
         "DB_CONN_MAX_AGE": "",
+        "DB_PREPARED_STATEMENTS": "",
         **env,
     }
     # An empty value means "unset" for these: drop them so the defaults apply.
@@ -87,6 +88,15 @@ def test_postgres_uses_a_pool_by_default():
         "max_size": 16,
         "timeout": 30.0,
     }
+    assert db["OPTIONS"]["server_side_binding"] is True
+    assert db["OPTIONS"]["prepare_threshold"] == 2
+
+
+def test_prepared_statements_can_be_turned_off():
+    db = built_settings(DATABASE_URL=PG_URL, DB_PREPARED_STATEMENTS="false")
+    assert "server_side_binding" not in db["OPTIONS"]
+    assert "prepare_threshold" not in db["OPTIONS"]
+    assert "pool" in db["OPTIONS"]
 
 
 def test_pool_sizes_come_from_the_environment():
