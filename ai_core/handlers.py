@@ -25,6 +25,9 @@ class JobRunContext:
     record_attempt: Callable[[Attempt], None]
     should_stop: Callable[[], bool]
     attempts: int = 0  # recorded by this run so far
+    # Attempt rows recorded but not written yet: the successful attempt, written with the
+    # end of the run it produced (in the completing transaction).
+    unsaved: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -38,6 +41,11 @@ class HandlerResult:
     fallback_used: bool = False
     metadata: dict[str, Any] = field(default_factory=dict)
     finalize: Callable[[AIJob], None] | None = None
+    # Group commit: instead of ``finalize``, ``finalize_many`` is called once for all the
+    # jobs completed in one transaction whose outcomes name it, with each job and its
+    # ``ledger`` (what to write for it), so their rows are written in bulk.
+    finalize_many: Callable[[list[tuple[AIJob, Any]]], None] | None = None
+    ledger: Any = None
     # Called when the result is discarded (job cancelled meanwhile, or another run won).
     discard: Callable[[AIJob], None] | None = None
 

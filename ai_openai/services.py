@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -27,16 +28,18 @@ from ai_core.services.jobs import (
     ai_job_create,
     ai_job_fail,
     ai_job_run_started,
+    job_attempts_write,
     job_owner,
     job_run_context,
 )
 from ai_providers.alerts import budget_alerts_check
 from ai_providers.budgets import (
     BudgetRequest,
+    Settlement,
     brand_limits,
     budget_release,
     budget_reserve,
-    budget_settle,
+    budget_settle_many,
 )
 from ai_providers.circuit import circuit_is_available, circuit_record
 from ai_providers.clients import (
@@ -49,8 +52,8 @@ from ai_providers.clients import (
 from ai_providers.ratelimit import rate_limit_check
 from ai_providers.selectors import providers_for_model
 from ai_providers.services import credential_mark_used
-from ai_usage.services.records import usage_record_create
-from ai_usage.services.rollups import rollup_add
+from ai_usage.services.records import usage_record_build, usage_records_insert
+from ai_usage.services.rollups import rollups_add
 from megahub.db import release_connection
 from megahub.errors import ValidationFailed
 from megahub.metrics import record_usage_metrics
@@ -257,7 +260,7 @@ def _execute(targets: list[CallTarget[Any]], context: JobRunContext) -> Any:
 
 def chat_job_run(context: JobRunContext) -> HandlerResult:
     """Run a chat job through the executor (or answer it from the response cache when the
-    request opted in); the result is written by ``finalize``."""
+    request opted in); what it writes is the outcome's ``ledger`` (``chat_finalize_many``)."""
     job = context.job
     prepared = _prepared_for(job.input)
     cache_key = None
@@ -276,18 +279,104 @@ def chat_job_run(context: JobRunContext) -> HandlerResult:
         elapsed=time.monotonic() - started,
     )
     if cache_key is not None:
-        entry = {
-            key: outcome.result[key]
-            for key in ("model", "provider", "content", "finish_reason", "tool_calls", "usage")
-        }
-        finalize = outcome.finalize
-
-        def finalize_and_cache(locked_job: AIJob) -> None:
-            finalize(locked_job)
-            transaction.on_commit(lambda: response_cache_set(cache_key, entry))
-
-        outcome.finalize = finalize_and_cache
+        outcome.ledger.cache_entry = (
+            cache_key,
+            {
+                key: outcome.result[key]
+                for key in ("model", "provider", "content", "finish_reason", "tool_calls", "usage")
+            },
+        )
     return outcome
+
+
+@dataclass
+class ChatLedger:
+    """What a finished chat call writes when its job completes (``chat_finalize_many``)."""
+
+    model: AIModel
+    provider: str
+    reasoning_effort: str
+    usage: dict[str, int]
+    cost: Decimal
+    seconds: Decimal
+    finish_reason: str
+    applied_config: dict[str, Any]
+    model_name: str = ""  # the model that answered, when not ``model`` (a cache hit's)
+    fallback_used: bool = False
+    is_cached: bool = False  # answered from the response cache: no provider call
+    credential: Any = None  # the credential called (its last use is recorded)
+    cache_entry: tuple[str, dict[str, Any]] | None = None  # stored once committed
+
+
+# The token counts of a usage block that the OpenAI job row and the usage record both keep.
+TOKEN_COUNTS = ("prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens")
+
+
+def chat_finalize_many(items: list[tuple[AIJob, ChatLedger]]) -> None:
+    """Write, for chat jobs completed in one transaction (``HandlerResult.finalize_many``,
+    with the job rows locked): their OpenAI job rows and usage records (one INSERT each),
+    the budget settlement (one UPDATE for the reservations, one per counter), the alerts
+    the counters reached, and the daily rollups (one upsert per rollup row). The rows
+    every request of a brand updates — the counters, then the rollup — come last, so their
+    locks are held the shortest time."""
+    openai_rows, records, settlements = [], [], []
+    for job, ledger in items:
+        usage, model = ledger.usage, ledger.model
+        name = ledger.model_name or model.name
+        counts = {field: usage[field] for field in TOKEN_COUNTS}
+        openai_rows.append(
+            OpenAIJob(
+                job=job,
+                brand_id=job.brand_id,
+                model=name,
+                generation=model.generation,
+                kind=model.kind,
+                reasoning_effort=ledger.reasoning_effort,
+                provider=ledger.provider,
+                **counts,
+                total_tokens=usage["total_tokens"],
+                cost_usd=ledger.cost,
+                execution_time_seconds=ledger.seconds,
+                finish_reason=ledger.finish_reason,
+                applied_config=ledger.applied_config,
+                fallback_used=ledger.fallback_used,
+            )
+        )
+        records.append(
+            usage_record_build(
+                job=job,
+                provider=ledger.provider,
+                model_name=name,
+                generation=model.generation,
+                **counts,
+                total_cost=ledger.cost,
+                execution_time_seconds=ledger.seconds,
+                is_cached=ledger.is_cached,
+            )
+        )
+        # A cache hit consumed nothing: its reservation is released at zero.
+        tokens = 0 if ledger.is_cached else usage["total_tokens"]
+        settlements.append(Settlement(job, ledger.cost, tokens))
+    OpenAIJob.objects.bulk_create(openai_rows)
+    usage_records_insert(records)
+    brands = {job.brand_id: job.brand for job, _ in items}
+    for brand_id, counters in budget_settle_many(settlements).items():
+        budget_alerts_check(brand=brands[brand_id], counters=counters)
+    rollups_add(records)
+    transaction.on_commit(partial(_after_commit, items))
+
+
+def _after_commit(items: list[tuple[AIJob, ChatLedger]]) -> None:
+    credentials = {}
+    for _, ledger in items:
+        if ledger.credential is not None:
+            credentials[ledger.credential.pk] = ledger.credential
+        if not ledger.is_cached:
+            record_usage_metrics(ledger.model.name, ledger.usage, ledger.cost)
+        if ledger.cache_entry is not None:
+            response_cache_set(*ledger.cache_entry)
+    for credential in credentials.values():
+        credential_mark_used(credential=credential)
 
 
 def chat_cached_outcome(
@@ -318,45 +407,25 @@ def chat_cached_outcome(
         "performance_profile": model.performance_profile,
     }
 
-    def finalize(locked_job: AIJob) -> None:
-        # The same order as chat_outcome's finalize (hot rows last, no deadlock).
-        OpenAIJob.objects.create(
-            job=locked_job,
-            brand_id=locked_job.brand_id,
-            model=entry["model"],
-            generation=model.generation,
-            kind=model.kind,
-            reasoning_effort=prepared.reasoning_effort or "",
-            provider=entry["provider"],
-            prompt_tokens=usage["prompt_tokens"],
-            cached_tokens=usage["cached_tokens"],
-            completion_tokens=usage["completion_tokens"],
-            reasoning_tokens=usage["reasoning_tokens"],
-            total_tokens=usage["total_tokens"],
-            cost_usd=Decimal(0),
-            finish_reason=entry["finish_reason"] or "",
-            applied_config=prepared.applied_config,
-        )
-        record = usage_record_create(
-            job=locked_job,
-            provider=entry["provider"],
-            model_name=entry["model"],
-            generation=model.generation,
-            prompt_tokens=usage["prompt_tokens"],
-            cached_tokens=usage["cached_tokens"],
-            completion_tokens=usage["completion_tokens"],
-            reasoning_tokens=usage["reasoning_tokens"],
-            total_cost=Decimal(0),
-            execution_time_seconds=Decimal(0),
-            is_cached=True,
-            completing=True,
-            rollup=False,
-        )
-        budget_settle(job=locked_job, actual_cost=Decimal(0), actual_tokens=0)
-        rollup_add(record=record)
-
+    ledger = ChatLedger(
+        model=model,
+        provider=entry["provider"],
+        reasoning_effort=prepared.reasoning_effort or "",
+        usage=usage,
+        cost=Decimal(0),
+        seconds=Decimal(0),
+        finish_reason=entry["finish_reason"] or "",
+        applied_config=prepared.applied_config,
+        model_name=entry["model"],
+        is_cached=True,
+    )
     logger.info("cache.hit", extra={"job_id": job.public_id, "model": entry["model"]})
-    return HandlerResult(result=response, metadata={"cache": "hit"}, finalize=finalize)
+    return HandlerResult(
+        result=response,
+        metadata={"cache": "hit"},
+        finalize_many=chat_finalize_many,
+        ledger=ledger,
+    )
 
 
 def chat_outcome(
@@ -367,8 +436,9 @@ def chat_outcome(
     result: ChatResult,
     elapsed: float,
 ) -> HandlerResult:
-    """The finished call as the job's result, and the ``finalize`` that settles the budget
-    and writes the usage record and OpenAI job row (in the job's completing transaction)."""
+    """The finished call as the job's result, and the ledger that the job's completing
+    transaction writes (``chat_finalize_many``: OpenAI job row, usage record, budget
+    settlement, rollup)."""
     request: PreparedRequest = execution.target.payload["request"]
     credential = execution.target.payload["credential"]
     usage, usage_source = _usage_of(result, request)
@@ -407,57 +477,25 @@ def chat_outcome(
         "performance_profile": model.performance_profile,
     }
 
-    def finalize(locked_job: AIJob) -> None:
-        # Rows of this job first; the rows every request of the brand updates (the budget
-        # counters, then the daily rollup) last, so their locks are held the shortest time
-        # (measured: the rollup row was the most waited-on lock when written before them).
-        OpenAIJob.objects.create(
-            job=locked_job,
-            brand_id=locked_job.brand_id,
-            model=model.name,
-            generation=model.generation,
-            kind=model.kind,
-            reasoning_effort=request.reasoning_effort or "",
-            provider=execution.target.provider,
-            prompt_tokens=usage["prompt_tokens"],
-            cached_tokens=usage["cached_tokens"],
-            completion_tokens=usage["completion_tokens"],
-            reasoning_tokens=usage["reasoning_tokens"],
-            total_tokens=usage["total_tokens"],
-            cost_usd=cost,
-            execution_time_seconds=seconds,
-            finish_reason=result.finish_reason or "",
-            applied_config=request.applied_config,
-            fallback_used=execution.fallback_used,
-        )
-        record = usage_record_create(
-            job=locked_job,
-            provider=execution.target.provider,
-            model_name=model.name,
-            generation=model.generation,
-            prompt_tokens=usage["prompt_tokens"],
-            cached_tokens=usage["cached_tokens"],
-            completion_tokens=usage["completion_tokens"],
-            reasoning_tokens=usage["reasoning_tokens"],
-            total_cost=cost,
-            execution_time_seconds=seconds,
-            completing=True,
-            rollup=False,
-        )
-        counters = budget_settle(
-            job=locked_job, actual_cost=cost, actual_tokens=usage["total_tokens"]
-        )
-        budget_alerts_check(brand=locked_job.brand, counters=counters)
-        rollup_add(record=record)
-        transaction.on_commit(lambda: credential_mark_used(credential=credential))
-        transaction.on_commit(lambda: record_usage_metrics(model.name, usage, cost))
-
+    ledger = ChatLedger(
+        model=model,
+        provider=execution.target.provider,
+        reasoning_effort=request.reasoning_effort or "",
+        usage=usage,
+        cost=cost,
+        seconds=seconds,
+        finish_reason=result.finish_reason or "",
+        applied_config=request.applied_config,
+        fallback_used=execution.fallback_used,
+        credential=credential,
+    )
     return HandlerResult(
         result=response,
         total_retries=execution.total_retries,
         fallback_used=execution.fallback_used,
         metadata={"provider": execution.target.provider, "model": model.name},
-        finalize=finalize,
+        finalize_many=chat_finalize_many,
+        ledger=ledger,
     )
 
 
@@ -531,6 +569,8 @@ def chat_stream_open(*, brand: Brand, body: dict[str, Any]) -> tuple[AIJob, str,
             total_retries=exc.total_retries,
         )
         raise ProviderCallFailed.from_provider_error(exc.error, job_id=job.public_id) from exc
+    # A stream is long: its successful attempt is written now, not with its end.
+    job_attempts_write(context.unsaved)
     return job, owner, prepared, execution
 
 

@@ -363,20 +363,27 @@ def _table(model: type) -> str:
 def _finish(job: AIJob, status: str) -> list[dict[str, Any]] | None:
     """Mark the job's reservation settled/released if it still is reserved: its amounts,
     or None when there is none (or it was already finished). One conditional UPDATE."""
+    return _finish_many([job.pk], status).get(job.pk)
+
+
+def _finish_many(job_ids: list[int], status: str) -> dict[int, list[dict[str, Any]]]:
+    """``_finish`` for many jobs in one ``UPDATE … RETURNING``: amounts by job id, for the
+    reservations that were still reserved."""
     rows = _returning(
         f"UPDATE {_table(BudgetReservation)} SET status = %s, finished_at = %s "  # noqa: S608
-        "WHERE job_id = %s AND status = %s RETURNING amounts",
+        f"WHERE job_id IN ({', '.join(['%s'] * len(job_ids))}) AND status = %s "
+        "RETURNING job_id, amounts",
         [
             status,
             connection.ops.adapt_datetimefield_value(timezone.now()),
-            job.pk,
+            *job_ids,
             BudgetReservation.Status.RESERVED,
         ],
     )
-    if not rows:
-        return None
-    amounts = rows[0][0]
-    return json.loads(amounts) if isinstance(amounts, str | bytes) else amounts
+    return {
+        job_id: json.loads(amounts) if isinstance(amounts, str | bytes) else amounts
+        for job_id, amounts in rows
+    }
 
 
 def _settle_sql() -> str:
@@ -390,7 +397,15 @@ def _settle_sql() -> str:
     )
 
 
-@transaction.atomic(savepoint=False)
+@dataclass(frozen=True)
+class Settlement:
+    """What one job actually cost, to settle its reservation with (``budget_settle_many``)."""
+
+    job: AIJob
+    actual_cost: Decimal
+    actual_tokens: int
+
+
 def budget_settle(*, job: AIJob, actual_cost: Decimal, actual_tokens: int) -> list[BudgetCounter]:
     """Turn the job's reservation into spend at the actual figures. Exactly once.
 
@@ -399,58 +414,87 @@ def budget_settle(*, job: AIJob, actual_cost: Decimal, actual_tokens: int) -> li
     an upper bound); if it ever does, the spend is still recorded — money spent is never
     dropped — and ``budget.overrun`` is logged. Returns the counters touched, as written.
     """
-    amounts = _finish(job, BudgetReservation.Status.SETTLED)
-    if amounts is None:
-        return []
-    touched = []
-    for item in amounts:
-        metric = item["metric"]
-        if metric in COST_METRICS:
-            actual = actual_cost
-        elif metric in TOKEN_METRICS:
-            actual = Decimal(actual_tokens)
-        else:
-            actual = Decimal(1)
-        amount = Decimal(item["amount"])
-        if actual > amount:
-            logger.warning(
-                "budget.overrun",
-                extra={
-                    "job_id": job.public_id,
-                    "metric": metric,
-                    "reserved": str(amount),
-                    "actual": str(actual),
-                },
-            )
-        amount_units, actual_units = to_units(amount), to_units(actual)
-        period = date.fromisoformat(item["period"])
-        for pk, spent, reserved, limit in _returning(
+    settled = budget_settle_many([Settlement(job, actual_cost, actual_tokens)])
+    return settled.get(job.brand_id, [])
+
+
+@transaction.atomic(savepoint=False)
+def budget_settle_many(settlements: list[Settlement]) -> dict[int, list[BudgetCounter]]:
+    """``budget_settle`` for the jobs a group commit completes together: one UPDATE for
+    their reservations, then one UPDATE per counter with the summed amounts (in the
+    reservations' lock order: brand, then ``METRIC_ORDER``), so a brand's counters are
+    locked once per batch instead of once per job. Returns the counters written, by brand.
+    """
+    if not settlements:
+        return {}
+    reserved = _finish_many([s.job.pk for s in settlements], BudgetReservation.Status.SETTLED)
+    # (brand id, metric, period) -> [reserved units released, actual units spent]
+    deltas: dict[tuple[int, str, str], list[int]] = {}
+    for settlement in settlements:
+        job = settlement.job
+        for item in reserved.get(job.pk, ()):
+            metric = item["metric"]
+            if metric in COST_METRICS:
+                actual = settlement.actual_cost
+            elif metric in TOKEN_METRICS:
+                actual = Decimal(settlement.actual_tokens)
+            else:
+                actual = Decimal(1)
+            amount = Decimal(item["amount"])
+            if actual > amount:
+                logger.warning(
+                    "budget.overrun",
+                    extra={
+                        "job_id": job.public_id,
+                        "metric": metric,
+                        "reserved": str(amount),
+                        "actual": str(actual),
+                        "trace_id": job.metadata.get("trace_id"),
+                    },
+                )
+            delta = deltas.setdefault((job.brand_id, metric, item["period"]), [0, 0])
+            delta[0] += to_units(amount)
+            delta[1] += to_units(actual)
+    order = {str(metric): index for index, metric in enumerate(METRIC_ORDER)}
+    touched: dict[int, list[BudgetCounter]] = {}
+    for (brand_id, metric, day), (amount_units, actual_units) in sorted(
+        deltas.items(), key=lambda entry: (entry[0][0], order[entry[0][1]], entry[0][2])
+    ):
+        period = date.fromisoformat(day)
+        for pk, spent, reserved_units, limit in _returning(
             _settle_sql(),
             [
                 amount_units,
                 actual_units,
                 amount_units,
                 actual_units,
-                job.brand_id,
+                brand_id,
                 metric,
                 connection.ops.adapt_datefield_value(period),
             ],
         ):
-            touched.append(
+            touched.setdefault(brand_id, []).append(
                 BudgetCounter(
                     pk=pk,
-                    brand_id=job.brand_id,
+                    brand_id=brand_id,
                     metric=metric,
                     period=period,
                     spent_units=spent,
-                    reserved_units=reserved,
+                    reserved_units=reserved_units,
                     limit_units=limit,
                 )
             )
-    logger.info(
-        "budget.settled",
-        extra={"job_id": job.public_id, "actual_cost": str(actual_cost), "tokens": actual_tokens},
-    )
+    for settlement in settlements:
+        if settlement.job.pk in reserved:
+            logger.info(
+                "budget.settled",
+                extra={
+                    "job_id": settlement.job.public_id,
+                    "actual_cost": str(settlement.actual_cost),
+                    "tokens": settlement.actual_tokens,
+                    "trace_id": settlement.job.metadata.get("trace_id"),
+                },
+            )
     return touched
 
 

@@ -1251,7 +1251,9 @@ def render_analysis(
             "below lists them): the job's INSERT and the reservation (one transaction), the "
             "attempt row, then the completion (one transaction: the job's UPDATE, the OpenAI "
             "job row, the usage record and its daily rollup, the reservation and the budget "
-            "counters settled)."
+            "counters settled). Those are the figures of a request alone; under load the "
+            "completions that end together in a process share one transaction (group commit: "
+            "bulk INSERTs, one UPDATE per counter and one upsert per rollup row for all)."
             + (
                 f" In-process (Django's test client, one thread, median of 100) a gateway "
                 f"request takes {timing['ms']:.1f} ms: {timing['sql_ms']:.1f} ms inside SQL "
@@ -1288,7 +1290,9 @@ def render_analysis(
             "- **One brand's requests queue on its hot rows.** Every request of a brand "
             "updates the same budget counter rows (reserve, then settle) and the same daily "
             "rollup row, and holds those row locks until its transaction commits (the "
-            "completion writes them last to shorten that). Sessions of the database on "
+            "completion writes them last to shorten that, and the group commit writes them "
+            "once per batch of completions; the reservations still take them one request at "
+            "a time). Sessions of the database on "
             f"average, through the gateway — {observed}. Most waited-on statements (sessions "
             f"on average): {waits}."
         )

@@ -320,6 +320,10 @@ AI_JOB_RUNNER = env.str("AI_JOB_RUNNER", default="celery" if REDIS_URL else "thr
 AI_JOB_THREADS = env.int("AI_JOB_THREADS", default=8)
 AI_RATE_LIMIT_REQUEUE_DELAY = env.float("AI_RATE_LIMIT_REQUEUE_DELAY", default=30.0)
 AI_JOB_MAX_REQUEUES = env.int("AI_JOB_MAX_REQUEUES", default=5)
+# Group commit: the completions of runs that end at the same time in one process are
+# written in one transaction (ai_core/groupcommit.py); each caller still returns only after
+# its own is committed. false: one transaction per completion.
+AI_GROUP_COMMIT = env.bool("AI_GROUP_COMMIT", default=True)
 
 # Circuit breaker per credential: open after N consecutive failures (timeouts, 5xx,
 # connection errors, 429), half-open after the cool-down. Shared through Redis if set.

@@ -189,3 +189,24 @@ def celery_runner(settings):
     runner._broker_down_until = 0.0
     yield settings.REDIS_URL
     broker.delete(*WORKER_QUEUES, "unacked", "unacked_index")
+
+
+@pytest.fixture
+def slow_first_batch(monkeypatch):
+    """Hold the first completion batch of this process for a moment, so the completions
+    that end meanwhile queue behind it (what happens under load), and record batch sizes."""
+    import time
+
+    from ai_core.services import jobs
+
+    sizes: list[int] = []
+    write = jobs._completions._write
+
+    def held(units):
+        sizes.append(len(units))
+        if len(sizes) == 1:
+            time.sleep(0.5)
+        write(units)
+
+    monkeypatch.setattr(jobs._completions, "_write", held)
+    return sizes

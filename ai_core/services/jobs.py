@@ -10,17 +10,18 @@ same owner, inside one transaction that also writes what the handler's ``finaliz
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -31,7 +32,14 @@ from megahub.tracing import current_trace_id
 
 from ..errors import InvalidTransition, JobNotCancellable, JobNotFound, JobTypeNotFound
 from ..executor import Attempt, ExecutionCancelled, ExecutionFailed
-from ..handlers import HandlerResult, JobRunContext, get_handler, validate_job_input
+from ..groupcommit import GroupCommit
+from ..handlers import (
+    HandlerResult,
+    JobHandler,
+    JobRunContext,
+    get_handler,
+    validate_job_input,
+)
 from ..models import (
     ALLOWED_TRANSITIONS,
     STATUS_TIMESTAMP_FIELD,
@@ -265,7 +273,8 @@ def _start(job_id: int, owner: str) -> AIJob | None:
 
 def job_run_context(job: AIJob) -> JobRunContext:
     """What a run of ``job`` hands its handler: attempt recording (each attempt is a
-    ``JobAttempt`` row, written at once; ``context.attempts`` counts them, and the run's
+    ``JobAttempt`` row: a failed one written at once, the successful one — the run's last —
+    with the run's end, in its transaction; ``context.attempts`` counts them, and the run's
     end adds them to ``attempts_count``) and the cancellation check."""
     job_id, base_number = job.pk, job.attempts_count
     if job.recoveries:
@@ -274,7 +283,7 @@ def job_run_context(job: AIJob) -> JobRunContext:
     checks = 0
 
     def record_attempt(attempt: Attempt) -> None:
-        JobAttempt.objects.create(
+        row = JobAttempt(
             job_id=job_id,
             number=base_number + attempt.number,
             provider=attempt.provider,
@@ -287,6 +296,12 @@ def job_run_context(job: AIJob) -> JobRunContext:
             retry_after=attempt.retry_after,
             error_message=attempt.error_message or "",
         )
+        if attempt.outcome == "success":
+            # The last attempt of a run: written with the run's end, in its transaction
+            # (``job_attempts_write``), one INSERT fewer per call.
+            context.unsaved.append(row)
+        else:
+            row.save(force_insert=True)
         context.attempts += 1
 
     def should_stop() -> bool:
@@ -354,7 +369,7 @@ def ai_job_run_started(
     started = time.monotonic()
     context = job_run_context(job)
     try:
-        outcome = handler.run(context)
+        outcome = _run_handler(handler, context)
     except ExecutionCancelled:
         logger.info("job.run.cancelled", extra={"job_id": job.public_id})
         _count_attempts(job, context.attempts)
@@ -382,18 +397,45 @@ def ai_job_run_started(
         logger.exception("job.run.crashed", extra={"job_id": job.public_id})
         return _finish_failed(job, owner, internal_error_body(), context.attempts)
     duration_ms = round((time.monotonic() - started) * 1000)
-    return _complete_or_fail(job, owner, outcome, duration_ms, context.attempts)
+    return _complete_or_fail(job, owner, outcome, duration_ms, context.attempts, context.unsaved)
+
+
+def _run_handler(handler: JobHandler, context: JobRunContext) -> HandlerResult:
+    try:
+        return handler.run(context)
+    except BaseException:
+        # A run that ends in an error writes its attempts now (a successful attempt may
+        # have preceded the error), before the job fails or is re-queued.
+        job_attempts_write(context.unsaved)
+        raise
+
+
+def job_attempts_write(unsaved: list[JobAttempt]) -> None:
+    """Write attempt rows recorded but not written yet (``JobRunContext.unsaved``)."""
+    if unsaved:
+        JobAttempt.objects.bulk_create(unsaved)
+        unsaved.clear()
 
 
 def _complete_or_fail(
-    job: AIJob, owner: str, outcome: HandlerResult, duration_ms: int, attempts: int | None
+    job: AIJob,
+    owner: str,
+    outcome: HandlerResult,
+    duration_ms: int,
+    attempts: int | None,
+    unsaved: list[JobAttempt] | None = None,
 ) -> AIJob | None:
-    """Complete the job; if writing the completion fails (a bug or a database error), the
-    completion rolls back whole and the job fails instead of staying ``running``."""
+    """Complete the job (and write its ``unsaved`` attempt rows); if writing the
+    completion fails (a bug or a database error), the completion rolls back whole and the
+    job fails instead of staying ``running``, with its attempt rows."""
     try:
-        return _finish_completed(job, owner, outcome, duration_ms, attempts)
+        return _finish_completed(job, owner, outcome, duration_ms, attempts, unsaved or [])
     except Exception:
         logger.exception("job.complete.failed", extra={"job_id": job.public_id})
+        try:
+            job_attempts_write(unsaved or [])
+        except Exception:
+            logger.exception("job.attempts.lost", extra={"job_id": job.public_id})
         return _finish_failed(job, owner, internal_error_body(), attempts)
 
 
@@ -429,34 +471,113 @@ def _owned_transition(job: AIJob, owner: str, to: str, **fields: Any) -> dict[st
     return values
 
 
+@dataclass
+class _Completion:
+    """One run's end, as submitted to the group commit (``_completions``)."""
+
+    job: AIJob
+    owner: str
+    outcome: HandlerResult
+    duration_ms: int
+    attempts: int | None
+    unsaved: list[JobAttempt]  # attempt rows to write with the completion
+    # The submitter's context (trace id): what the leader writes for it is logged in it.
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    values: dict[str, Any] | None = None  # written to the job row; None: discarded
+    error: Exception | None = None
+
+
 def _finish_completed(
-    job: AIJob, owner: str, outcome: HandlerResult, duration_ms: int, attempts: int | None
+    job: AIJob,
+    owner: str,
+    outcome: HandlerResult,
+    duration_ms: int,
+    attempts: int | None,
+    unsaved: list[JobAttempt],
 ) -> AIJob | None:
-    with transaction.atomic():
-        # The job row first (it is locked until commit), then what finalize writes.
-        completed = _owned_transition(
-            job,
-            owner,
-            JobStatus.COMPLETED,
-            result=outcome.result,
-            progress=100,
-            duration_ms=duration_ms,
-            total_retries=outcome.total_retries,
-            fallback_used=outcome.fallback_used,
-            metadata={**job.metadata, **outcome.metadata, "total_retries": outcome.total_retries},
-            **_attempts_field(job, attempts),
-        )
-        if completed is None:
-            logger.warning("job.result.discarded", extra={"job_id": job.public_id})
-            _count_attempts(job, attempts)
-            if outcome.discard is not None:
-                outcome.discard(job)
-            return None
-        if outcome.finalize is not None:
-            outcome.finalize(job)
-    _apply(job, completed)
+    unit = _Completion(job, owner, outcome, duration_ms, attempts, unsaved)
+    if settings.AI_GROUP_COMMIT and not connection.in_atomic_block:
+        _completions.submit(unit)
+    else:
+        # Inside the caller's transaction: written there, alone.
+        _completions_write([unit])
+    if unit.error is not None:
+        raise unit.error
+    if unit.values is None:
+        return None
+    _apply(job, unit.values)
     logger.info("job.completed", extra={"job_id": job.public_id, "duration_ms": duration_ms})
     return job
+
+
+def _completions_write(units: list[_Completion]) -> None:
+    """Write ``units`` in one transaction; if that fails, each alone, so that a bad one
+    (a bug, a constraint) fails only its own job (``_complete_or_fail``)."""
+    if len(units) > 1:
+        try:
+            _completions_transaction(units)
+            return
+        except Exception:
+            logger.exception("job.complete.batch_failed", extra={"jobs": len(units)})
+    for unit in units:
+        try:
+            _completions_transaction([unit])
+        except Exception as exc:
+            unit.values = None
+            unit.error = exc
+
+
+def _completions_transaction(units: list[_Completion]) -> None:
+    """Complete each job still ``running`` under its run's owner, then write what their
+    outcomes' ``finalize`` / ``finalize_many`` write, all in one transaction: the job rows
+    first (each locked until commit), the rows shared by many jobs last."""
+    with transaction.atomic():
+        written: list[_Completion] = []
+        for unit in units:
+            unit.values = unit.context.run(_completion_transition, unit)
+            if unit.values is None:
+                unit.context.run(_discard, unit)
+            else:
+                written.append(unit)
+        # The runs' last attempt rows (a discarded result's too: the call was made).
+        attempt_rows = [row for unit in units for row in unit.unsaved]
+        if attempt_rows:
+            JobAttempt.objects.bulk_create(attempt_rows)
+        groups: dict[Any, list[tuple[AIJob, Any]]] = {}
+        for unit in written:
+            outcome = unit.outcome
+            if outcome.finalize_many is not None:
+                groups.setdefault(outcome.finalize_many, []).append((unit.job, outcome.ledger))
+            elif outcome.finalize is not None:
+                unit.context.run(outcome.finalize, unit.job)
+        for finalize_many, items in groups.items():
+            finalize_many(items)
+
+
+def _completion_transition(unit: _Completion) -> dict[str, Any] | None:
+    job, outcome = unit.job, unit.outcome
+    return _owned_transition(
+        job,
+        unit.owner,
+        JobStatus.COMPLETED,
+        result=outcome.result,
+        progress=100,
+        duration_ms=unit.duration_ms,
+        total_retries=outcome.total_retries,
+        fallback_used=outcome.fallback_used,
+        metadata={**job.metadata, **outcome.metadata, "total_retries": outcome.total_retries},
+        **_attempts_field(job, unit.attempts),
+    )
+
+
+def _discard(unit: _Completion) -> None:
+    logger.warning("job.result.discarded", extra={"job_id": unit.job.public_id})
+    _count_attempts(unit.job, unit.attempts)
+    if unit.outcome.discard is not None:
+        unit.outcome.discard(unit.job)
+
+
+_completions: GroupCommit[_Completion] = GroupCommit(_completions_write)
 
 
 def _finish_failed(

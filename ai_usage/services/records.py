@@ -55,30 +55,19 @@ def usage_record_create(
     rollup itself (``rollup_add``) later in the same transaction — last, because every
     completion of the brand updates that rollup row and holds its lock until commit.
     """
-    counts = {
-        "prompt_tokens": prompt_tokens,
-        "cached_tokens": cached_tokens,
-        "completion_tokens": completion_tokens,
-        "reasoning_tokens": reasoning_tokens,
-    }
-    if negative := sorted(name for name, value in counts.items() if value < 0):
-        raise ValueError(f"Negative token counts: {', '.join(negative)}.")
-    cost = Decimal(total_cost).quantize(MICRO)
-    if cost < 0:
-        raise ValueError("total_cost cannot be negative.")
-    record = UsageRecord(
+    record = usage_record_build(
         job=job,
-        brand_id=job.brand_id,
-        created_at=created_at or timezone.now(),
         provider=provider,
         model_name=model_name,
-        generation=generation or "",
-        job_type=job.job_type.code,
-        total_tokens=prompt_tokens + completion_tokens,
-        total_cost=cost,
-        execution_time_seconds=Decimal(execution_time_seconds).quantize(MILLI),
+        generation=generation,
+        prompt_tokens=prompt_tokens,
+        cached_tokens=cached_tokens,
+        completion_tokens=completion_tokens,
+        reasoning_tokens=reasoning_tokens,
+        total_cost=total_cost,
+        execution_time_seconds=execution_time_seconds,
         is_cached=is_cached,
-        **counts,
+        created_at=created_at,
     )
     # No savepoint of its own inside the caller's transaction (the completion's); the
     # inner one around the INSERT keeps that transaction usable after a duplicate.
@@ -103,6 +92,61 @@ def usage_record_create(
     return _recorded(record)
 
 
+def usage_record_build(
+    *,
+    job: AIJob,
+    provider: str,
+    model_name: str,
+    generation: str,
+    prompt_tokens: int,
+    cached_tokens: int,
+    completion_tokens: int,
+    reasoning_tokens: int,
+    total_cost: Decimal,
+    execution_time_seconds: Decimal,
+    is_cached: bool = False,
+    created_at: datetime | None = None,
+) -> UsageRecord:
+    """The usage row of ``job``'s provider call, checked and rounded, not yet saved."""
+    counts = {
+        "prompt_tokens": prompt_tokens,
+        "cached_tokens": cached_tokens,
+        "completion_tokens": completion_tokens,
+        "reasoning_tokens": reasoning_tokens,
+    }
+    if negative := sorted(name for name, value in counts.items() if value < 0):
+        raise ValueError(f"Negative token counts: {', '.join(negative)}.")
+    cost = Decimal(total_cost).quantize(MICRO)
+    if cost < 0:
+        raise ValueError("total_cost cannot be negative.")
+    return UsageRecord(
+        job=job,
+        brand_id=job.brand_id,
+        created_at=created_at or timezone.now(),
+        provider=provider,
+        model_name=model_name,
+        generation=generation or "",
+        job_type=job.job_type.code,
+        total_tokens=prompt_tokens + completion_tokens,
+        total_cost=cost,
+        execution_time_seconds=Decimal(execution_time_seconds).quantize(MILLI),
+        is_cached=is_cached,
+        **counts,
+    )
+
+
+def usage_records_insert(records: list[UsageRecord]) -> None:
+    """Insert the usage rows of jobs a group commit completes together, in one INSERT.
+
+    Like ``usage_record_create(completing=True, rollup=False)`` for each: the caller is
+    the transaction completing those jobs (so none has a row yet) and adds the rows to
+    their rollups itself (``rollups_add``), last.
+    """
+    UsageRecord.objects.bulk_create(records)
+    for record in records:
+        _recorded(record)
+
+
 def _recorded(record: UsageRecord) -> UsageRecord:
     logger.info(
         "usage.recorded",
@@ -114,6 +158,7 @@ def _recorded(record: UsageRecord) -> UsageRecord:
             "total_tokens": record.total_tokens,
             "cost_usd": str(record.total_cost),
             "cached": record.is_cached,
+            "trace_id": record.job.metadata.get("trace_id"),
         },
     )
     return record

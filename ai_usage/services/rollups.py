@@ -95,39 +95,65 @@ def _upsert_sql() -> str:
 
 def rollup_add(*, record: UsageRecord) -> None:
     """Add one new usage row to its rollup. Run it in the transaction that inserted the row."""
-    key = RollupKey.of(record)
-    millis = to_millis(record.execution_time_seconds)
-    scored = record.quality_score is not None
-    cost = to_micros(record.total_cost)
-    values = {
-        "jobs": 1,
-        "cached_jobs": int(record.is_cached),
-        "prompt_tokens": record.prompt_tokens,
-        "cached_tokens": record.cached_tokens,
-        "completion_tokens": record.completion_tokens,
-        "reasoning_tokens": record.reasoning_tokens,
-        "total_tokens": record.total_tokens,
-        "cost_micros": cost,
-        "execution_ms": millis,
-        "quality_count": int(scored),
-        "quality_hundredths": to_hundredths(record.quality_score) if scored else 0,
-        "quality_cost_micros": cost if scored else 0,
-        **dict.fromkeys(LATENCY_FIELDS, 0),
-    }
-    values[LATENCY_FIELDS[latency_bucket(millis)]] = 1
-    params = [
-        key.brand_id,
-        connection.ops.adapt_datefield_value(key.day),
-        key.provider,
-        key.model_name,
-        key.generation,
-        key.job_type,
-        *(values[name] for name in SUM_FIELDS),
-        millis,
-        millis,
-    ]
+    rollups_add([record])
+
+
+def rollups_add(records: list[UsageRecord]) -> None:
+    """Add new usage rows to their rollups: one upsert per rollup row, with the rows'
+    sums (in key order, so two batches lock shared rollup rows in the same order). Run it
+    in the transaction that inserted the rows."""
+    totals: dict[RollupKey, dict[str, int]] = {}
+    for record in records:
+        millis = to_millis(record.execution_time_seconds)
+        scored = record.quality_score is not None
+        cost = to_micros(record.total_cost)
+        values = {
+            "jobs": 1,
+            "cached_jobs": int(record.is_cached),
+            "prompt_tokens": record.prompt_tokens,
+            "cached_tokens": record.cached_tokens,
+            "completion_tokens": record.completion_tokens,
+            "reasoning_tokens": record.reasoning_tokens,
+            "total_tokens": record.total_tokens,
+            "cost_micros": cost,
+            "execution_ms": millis,
+            "quality_count": int(scored),
+            "quality_hundredths": to_hundredths(record.quality_score) if scored else 0,
+            "quality_cost_micros": cost if scored else 0,
+            **dict.fromkeys(LATENCY_FIELDS, 0),
+            MIN_FIELD: millis,
+            MAX_FIELD: millis,
+        }
+        values[LATENCY_FIELDS[latency_bucket(millis)]] = 1
+        total = totals.get(key := RollupKey.of(record))
+        if total is None:
+            totals[key] = values
+            continue
+        for name in SUM_FIELDS:
+            total[name] += values[name]
+        total[MIN_FIELD] = min(total[MIN_FIELD], millis)
+        total[MAX_FIELD] = max(total[MAX_FIELD], millis)
     with connection.cursor() as cursor:
-        cursor.execute(_upsert_sql(), params)
+        for key in sorted(totals, key=_sort_key):
+            values = totals[key]
+            cursor.execute(
+                _upsert_sql(),
+                [
+                    key.brand_id,
+                    connection.ops.adapt_datefield_value(key.day),
+                    key.provider,
+                    key.model_name,
+                    key.generation,
+                    key.job_type,
+                    *(values[name] for name in SUM_FIELDS),
+                    values[MIN_FIELD],
+                    values[MAX_FIELD],
+                ],
+            )
+
+
+def _sort_key(key: RollupKey) -> tuple[Any, ...]:
+    return (key.brand_id, key.day, key.provider, key.model_name, key.generation, key.job_type)
 
 
 def rollup_quality_change(

@@ -116,7 +116,7 @@ def test_another_process_change_applies_within_the_ttl(settings, gateway, key, f
 
 def test_a_gateway_request_costs_twelve_statements_and_no_read(cached, gateway, fake_openai):
     """The budget of docs/performance.md: once warm, a non-streamed gateway request writes
-    the job and its reservation, the attempt, then the completion — and reads nothing."""
+    the job and its reservation, then the completion with its attempt — and reads nothing."""
     assert chat(gateway).status_code == 200
     with CaptureQueriesContext(connection) as ctx:
         assert chat(gateway).status_code == 200
@@ -126,6 +126,6 @@ def test_a_gateway_request_costs_twelve_statements_and_no_read(cached, gateway, 
     ]
     verbs = [sql.split()[0].upper() for sql in statements]
     assert "SELECT" not in verbs, statements
-    # job + reservation + 2 counters; attempt; job, OpenAI job, usage, reservation,
+    # job + reservation + 2 counters; then job, attempt, OpenAI job, usage, reservation,
     # 2 counters, rollup.
     assert len(statements) == 12, statements
