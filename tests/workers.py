@@ -28,6 +28,13 @@ ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI") == "true"
 
 
+def require_postgres() -> None:
+    """Concurrent writers in threads (SQLite's shared in-memory test database would refuse
+    them with 'table is locked')."""
+    if connection.vendor != "postgresql":
+        _missing(["PostgreSQL (set DATABASE_URL)"], "concurrent-writer tests")
+
+
 def require_postgres_and_redis() -> None:
     problems = []
     if connection.vendor != "postgresql":
@@ -42,10 +49,14 @@ def require_postgres_and_redis() -> None:
         except redis.RedisError:
             problems.append(f"a reachable Redis at {settings.REDIS_URL}")
     if problems:
-        message = "worker tests need " + " and ".join(problems)
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing(problems, "worker tests")
+
+
+def _missing(problems: list[str], what: str) -> None:
+    message = f"{what} need " + " and ".join(problems)
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def database_url() -> str:

@@ -412,9 +412,11 @@ def _run_handler(handler: JobHandler, context: JobRunContext) -> HandlerResult:
 
 def job_attempts_write(unsaved: list[JobAttempt]) -> None:
     """Write attempt rows recorded but not written yet (``JobRunContext.unsaved``)."""
-    if unsaved:
+    if len(unsaved) == 1:
+        unsaved[0].save(force_insert=True)  # no BEGIN/COMMIT around one INSERT
+    elif unsaved:
         JobAttempt.objects.bulk_create(unsaved)
-        unsaved.clear()
+    unsaved.clear()
 
 
 def _complete_or_fail(
@@ -516,15 +518,22 @@ def _completions_write(units: list[_Completion]) -> None:
     if len(units) > 1:
         try:
             _completions_transaction(units)
+            _written(units)
             return
         except Exception:
             logger.exception("job.complete.batch_failed", extra={"jobs": len(units)})
     for unit in units:
         try:
             _completions_transaction([unit])
+            _written([unit])
         except Exception as exc:
             unit.values = None
             unit.error = exc
+
+
+def _written(units: list[_Completion]) -> None:
+    for unit in units:
+        unit.unsaved.clear()  # committed: never to be written again
 
 
 def _completions_transaction(units: list[_Completion]) -> None:

@@ -14,6 +14,7 @@ from ai_openai.models import OpenAIJob
 from ai_providers.budget_models import BudgetCounter, BudgetMetric, BudgetReservation
 from ai_usage.models import UsageDailyRollup, UsageRecord
 from tests.threads import run_threads
+from tests.workers import require_postgres
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -23,6 +24,7 @@ CALLS = 12
 def test_concurrent_calls_written_in_shared_transactions_add_up_exactly(
     api_client, chat_ready, live_server, fake_openai, brand, slow_first_batch
 ):
+    require_postgres()
     key = api_client.post("/ai/api-keys/", {"name": "gc"}, format="json").json()["key"]
     client = openai.OpenAI(
         base_url=f"{live_server.url}/ai/v1", api_key=key, max_retries=0, timeout=60
