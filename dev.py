@@ -110,6 +110,13 @@ def wait_for_http(url: str, timeout: float = 30.0) -> bool:
     return False
 
 
+def password_arg(password: str) -> str:
+    """``--password=…`` in one argument: a generated password may start with "-"
+    (token_urlsafe), which argparse would take for an option after a separate
+    ``--password``."""
+    return f"--password={password}"
+
+
 def cmd_run() -> int:
     ensure_venv("requirements.txt")
     values = ensure_env_file()
@@ -128,7 +135,7 @@ def cmd_run() -> int:
         )
     setup = ROOT / "ai_openai" / "management" / "commands" / "setup_demo.py"
     if setup.exists():
-        manage("setup_demo", "--password", values["DEMO_PASSWORD"], env=env)
+        manage("setup_demo", password_arg(values["DEMO_PASSWORD"]), env=env)
     else:
         manage(
             "create_brand",
@@ -137,8 +144,7 @@ def cmd_run() -> int:
             "Demo brand",
             "--user",
             "demo",
-            "--password",
-            values["DEMO_PASSWORD"],
+            password_arg(values["DEMO_PASSWORD"]),
             "--role",
             "admin",
             env=env,
