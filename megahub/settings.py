@@ -242,11 +242,16 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "SECURITY": [{"jwtAuth": []}],
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {
-            "jwtAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
-        }
+    # Each operation's security comes from its authentication (megahub/openapi.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "megahub.openapi.gateway_paths_as_openai",
+    ],
+    # Two models have a "kind" choice set, and two a "priority" field.
+    "ENUM_NAME_OVERRIDES": {
+        "AIModelKindEnum": "ai_openai.models.AIModel.Kind",
+        "UsageAlertKindEnum": "ai_usage.models.UsageAlert.Kind",
+        "JobPriorityEnum": "ai_core.models.JobPriority",
     },
 }
 

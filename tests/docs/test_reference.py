@@ -37,3 +37,14 @@ def test_check_fails_when_the_file_is_stale_and_generation_fixes_it(tmp_path):
     call_command("generate_api_reference", output=str(target), stdout=StringIO())
     call_command("generate_api_reference", "--check", output=str(target), stdout=StringIO())
     assert target.read_text() == DEFAULT_OUTPUT.read_text()
+
+
+def test_the_schema_builds_without_warnings_and_names_both_authentications():
+    GENERATOR_STATS.reset()
+    with GENERATOR_STATS.silence():
+        schema = SchemaGenerator().get_schema(request=None, public=True)
+    assert not GENERATOR_STATS, dict(GENERATOR_STATS._warn_cache)
+    assert set(schema["components"]["securitySchemes"]) == {"jwtAuth", "brandApiKey"}
+    gateway = schema["paths"]["/ai/v1/chat/completions"]["post"]
+    assert gateway["security"] == [{"brandApiKey": []}]
+    assert schema["paths"]["/ai/jobs/"]["get"]["security"] == [{"jwtAuth": []}]
