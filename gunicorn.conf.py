@@ -30,3 +30,13 @@ def child_exit(server, worker):  # noqa: ANN001 - gunicorn's hook signature
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):  # noqa: ANN001 - gunicorn's hook signature
+    """Build the tokenizers before the worker takes requests: building one reads and checks
+    its vocabulary (about half a second of CPU), which would otherwise stall the first
+    requests that count tokens."""
+    from ai_openai.tokens import Encoding, get_encoder
+
+    for encoding in Encoding:
+        get_encoder(encoding)

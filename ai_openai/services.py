@@ -56,6 +56,7 @@ from ai_usage.services.records import usage_record_build, usage_records_insert
 from ai_usage.services.rollups import rollups_add
 from megahub.db import release_connection
 from megahub.errors import ValidationFailed
+from megahub.fastsql import insert_rows
 from megahub.metrics import record_usage_metrics
 from megahub.tracing import traceparent_header
 
@@ -357,7 +358,7 @@ def chat_finalize_many(items: list[tuple[AIJob, ChatLedger]]) -> None:
         # A cache hit consumed nothing: its reservation is released at zero.
         tokens = 0 if ledger.is_cached else usage["total_tokens"]
         settlements.append(Settlement(job, ledger.cost, tokens))
-    OpenAIJob.objects.bulk_create(openai_rows)
+    insert_rows(openai_rows)
     usage_records_insert(records)
     brands = {job.brand_id: job.brand for job, _ in items}
     for brand_id, counters in budget_settle_many(settlements).items():

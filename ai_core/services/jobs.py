@@ -27,6 +27,7 @@ from django.utils import timezone
 
 from megahub.errors import ApplicationError, ValidationFailed
 from megahub.exception_handler import internal_error_body
+from megahub.fastsql import insert_rows, update_row
 from megahub.refcache import RefCache
 from megahub.tracing import current_trace_id
 
@@ -149,7 +150,7 @@ def ai_job_create(
         statuses.append(JobStatus.RUNNING)
         running = {"run_owner": run_owner, "started_at": now, "progress": 10}
     with transaction.atomic():
-        job = AIJob.objects.create(
+        job = AIJob(
             brand=brand,
             created_by=user if getattr(user, "pk", None) else None,
             job_type=job_type_obj,
@@ -163,6 +164,7 @@ def ai_job_create(
             dispatched_at=None if dispatch else now,
             **running,
         )
+        insert_rows([job])
         logger.info(
             "job.created",
             extra={
@@ -412,10 +414,7 @@ def _run_handler(handler: JobHandler, context: JobRunContext) -> HandlerResult:
 
 def job_attempts_write(unsaved: list[JobAttempt]) -> None:
     """Write attempt rows recorded but not written yet (``JobRunContext.unsaved``)."""
-    if len(unsaved) == 1:
-        unsaved[0].save(force_insert=True)  # no BEGIN/COMMIT around one INSERT
-    elif unsaved:
-        JobAttempt.objects.bulk_create(unsaved)
+    insert_rows(unsaved)  # one INSERT, no BEGIN/COMMIT around it
     unsaved.clear()
 
 
@@ -461,9 +460,7 @@ def _owned_transition(job: AIJob, owner: str, to: str, **fields: Any) -> dict[st
         "updated_at": now,
         **fields,
     }
-    updated = AIJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING, run_owner=owner).update(
-        **values
-    )
+    updated = update_row(AIJob, values, id=job.pk, status=JobStatus.RUNNING, run_owner=owner)
     if not updated:
         return None
     logger.info(
@@ -550,8 +547,7 @@ def _completions_transaction(units: list[_Completion]) -> None:
                 written.append(unit)
         # The runs' last attempt rows (a discarded result's too: the call was made).
         attempt_rows = [row for unit in units for row in unit.unsaved]
-        if attempt_rows:
-            JobAttempt.objects.bulk_create(attempt_rows)
+        insert_rows(attempt_rows)
         groups: dict[Any, list[tuple[AIJob, Any]]] = {}
         for unit in written:
             outcome = unit.outcome

@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from ai_core.models import AIJob
+from megahub.fastsql import insert_rows
 
 from ..errors import UsageAlreadyRecorded
 from ..models import UsageRecord
@@ -142,7 +143,7 @@ def usage_records_insert(records: list[UsageRecord]) -> None:
     the transaction completing those jobs (so none has a row yet) and adds the rows to
     their rollups itself (``rollups_add``), last.
     """
-    UsageRecord.objects.bulk_create(records)
+    insert_rows(records)
     for record in records:
         _recorded(record)
 

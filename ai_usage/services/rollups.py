@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, date
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from django.db import connection, transaction
@@ -73,13 +74,18 @@ def _column(name: str) -> str:
 
 
 def _upsert_sql() -> str:
+    return _upsert_sql_for(connection.vendor)
+
+
+@cache
+def _upsert_sql_for(vendor: str) -> str:
     table = connection.ops.quote_name(UsageDailyRollup._meta.db_table)
     keys = [_column(name) for name in KEY_FIELDS]
     sums = [_column(name) for name in SUM_FIELDS]
     low, high = _column(MIN_FIELD), _column(MAX_FIELD)
     # PostgreSQL's GREATEST/LEAST skip NULLs; SQLite's scalar MAX/MIN return NULL on one,
     # hence the COALESCE.
-    greatest, least = ("GREATEST", "LEAST") if connection.vendor == "postgresql" else ("MAX", "MIN")
+    greatest, least = ("GREATEST", "LEAST") if vendor == "postgresql" else ("MAX", "MIN")
     columns = [*keys, *sums, low, high]
     updates = [f"{c} = {table}.{c} + EXCLUDED.{c}" for c in sums]
     updates.append(f"{low} = {least}(COALESCE({table}.{low}, EXCLUDED.{low}), EXCLUDED.{low})")

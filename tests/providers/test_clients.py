@@ -77,6 +77,14 @@ def test_reasoning_model_reports_reasoning_tokens(openai_credential):
     assert result.usage["reasoning_tokens"] > 0
 
 
+def test_the_upstream_receives_exactly_the_validated_parameters(openai_credential, fake_openai):
+    kwargs = {**HELLO, "temperature": 0.2, "max_tokens": 5, "stop": ["\n"]}
+
+    chat_completion(openai_credential, model="gpt-4o", kwargs=kwargs)
+
+    assert fake_openai.requests()[-1]["json"] == {**kwargs, "model": "gpt-4o"}
+
+
 def test_chat_completion_through_azure_uses_the_deployment_path(azure_credential, fake_openai):
     result = chat_completion(azure_credential, model="gpt-4o", kwargs=HELLO)
 

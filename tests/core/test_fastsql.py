@@ -1,0 +1,123 @@
+"""``megahub.fastsql``: the hot path's INSERT / UPDATE without the ORM's per-call compiling
+write exactly what the ORM writes (defaults, auto_now, JSON, decimals, foreign keys)."""
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from ai_core.models import AIJob, AIJobType, JobAttempt, JobStatus
+from ai_usage.models import UsageRecord
+from megahub.fastsql import insert_rows, update_row
+
+pytestmark = pytest.mark.django_db
+
+FIELDS = ("brand_id", "job_type_id", "status", "priority", "model", "input", "metadata")
+
+
+def new_job(brand, job_type, **fields) -> AIJob:
+    return AIJob(
+        brand=brand,
+        job_type=job_type,
+        status=JobStatus.RUNNING,
+        model="gpt-4o",
+        input={"messages": [{"role": "user", "content": "é ✓"}], "n": 1.5},
+        metadata={"trace_id": "abc", "nested": {"list": [1, None, True]}},
+        **fields,
+    )
+
+
+@pytest.fixture
+def job_type(ai_ready) -> AIJobType:
+    return AIJobType.objects.get(code="chat_completion")
+
+
+def test_inserted_rows_read_back_like_orm_rows(brand, job_type):
+    twin = new_job(brand, job_type)
+    twin.save()
+    jobs = [new_job(brand, job_type), new_job(brand, job_type, priority="high")]
+
+    with CaptureQueriesContext(connection) as queries:
+        insert_rows(jobs)
+
+    assert len(queries) == 1  # one statement for both rows
+    assert all(job.pk and not job._state.adding for job in jobs)
+    stored = {row.pk: row for row in AIJob.objects.filter(pk__in=[job.pk for job in jobs])}
+    reference = AIJob.objects.get(pk=twin.pk)
+    for job in jobs:
+        row = stored[job.pk]
+        for name in FIELDS:
+            expected = "high" if name == "priority" and job is jobs[1] else getattr(reference, name)
+            assert getattr(row, name) == expected, name
+        assert row.public_id == job.public_id  # the model's default, generated in Python
+        assert row.created_at is not None  # auto_now_add
+        assert row.created_at == job.created_at
+
+
+def test_decimals_and_non_serial_primary_keys(brand, job_type):
+    job = new_job(brand, job_type)
+    insert_rows([job])
+    attempt = JobAttempt(
+        job_id=job.pk,
+        number=1,
+        provider="openai",
+        model="gpt-4o",
+        role="primary",
+        outcome="success",
+        latency_ms=12,
+    )
+    record = UsageRecord(
+        job=job,
+        brand_id=brand.pk,
+        provider="openai",
+        model_name="gpt-4o",
+        job_type="chat_completion",
+        prompt_tokens=3,
+        total_tokens=3,
+        total_cost=Decimal("0.000123"),
+        execution_time_seconds=Decimal("0.250"),
+    )
+
+    insert_rows([attempt])
+    insert_rows([record])
+
+    assert JobAttempt.objects.get(pk=attempt.pk).latency_ms == 12
+    assert record.pk == job.pk  # the one-to-one key, as given
+    stored = UsageRecord.objects.get(pk=job.pk)
+    assert stored.total_cost == Decimal("0.000123")
+    assert stored.execution_time_seconds == Decimal("0.250")
+
+
+def test_insert_of_nothing_sends_nothing():
+    with CaptureQueriesContext(connection) as queries:
+        insert_rows([])
+    assert len(queries) == 0
+
+
+def test_update_row_writes_only_where_every_condition_holds(brand, job_type):
+    job = new_job(brand, job_type, run_owner="me")
+    insert_rows([job])
+
+    assert update_row(AIJob, {"status": JobStatus.COMPLETED}, id=job.pk, run_owner="other") == 0
+    assert AIJob.objects.get(pk=job.pk).status == JobStatus.RUNNING
+
+    updated = update_row(
+        AIJob,
+        {
+            "status": JobStatus.COMPLETED,
+            "result": {"content": "ok", "cost": "0.1"},
+            "progress": 100,
+        },
+        id=job.pk,
+        status=JobStatus.RUNNING,
+        run_owner="me",
+    )
+
+    assert updated == 1
+    row = AIJob.objects.get(pk=job.pk)
+    assert (row.status, row.result, row.progress) == (
+        JobStatus.COMPLETED,
+        {"content": "ok", "cost": "0.1"},
+        100,
+    )
