@@ -616,16 +616,19 @@ def chat_stream_relay(
 
     try:
         for chunk in stream.chunks():
-            if chunk.usage is not None:
-                usage = usage_from_sdk(chunk.usage)
-            if chunk.choices:
-                delta = chunk.choices[0].delta
-                if delta is not None and delta.content:
-                    parts.append(delta.content)
-                finish_reason = chunk.choices[0].finish_reason or finish_reason
+            if not isinstance(chunk, dict):
+                continue  # not a chunk object: nothing to relay or count
+            if chunk.get("usage") is not None:
+                usage = usage_from_sdk(chunk["usage"])
+            choices = chunk.get("choices")
+            if choices and isinstance(choices[0], dict):
+                delta = choices[0].get("delta")
+                if isinstance(delta, dict) and isinstance(delta.get("content"), str):
+                    parts.append(delta["content"])
+                finish_reason = choices[0].get("finish_reason") or finish_reason
             elif not include_usage:
                 continue  # the usage-only chunk the client did not ask for
-            yield f"data: {chunk.model_dump_json(exclude_unset=True)}\n\n"
+            yield f"data: {json.dumps(chunk, ensure_ascii=False, separators=(',', ':'))}\n\n"
         # Recorded before [DONE]: a client that saw the end can read its usage at once.
         record()
         yield "data: [DONE]\n\n"

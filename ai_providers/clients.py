@@ -450,7 +450,8 @@ def chat_completion_stream(
     extra_headers: dict[str, str] | None = None,
 ) -> ChatStream:
     """Open a streamed chat completion (usage requested in the final chunk) and read its
-    first chunk. Raises ``ProviderError`` only; later chunks may raise it from ``chunks()``.
+    first chunk. Chunks are the provider's JSON objects (dicts). Raises ``ProviderError``
+    only; later chunks may raise it from ``chunks()``.
     """
     provider = credential.provider.code
     client = _client_or_error(credential, model=model)
@@ -460,12 +461,23 @@ def chat_completion_stream(
         stream=True,
         stream_options={"include_usage": True},
     )
+    options: dict[str, Any] = {}
     if timeout is not None:
-        params["timeout"] = timeout
+        options["timeout"] = timeout
     if extra_headers:
-        params["extra_headers"] = {**params.get("extra_headers", {}), **extra_headers}
+        options["headers"] = extra_headers
     try:
-        stream = client.chat.completions.create(**params)
+        # As in ``chat_completion``: the SDK's generic post. Its stream still parses the
+        # server-sent events and raises the SDK's errors, but yields each chunk as the
+        # provider's JSON object (no response model to build, then serialize again).
+        stream = client.post(
+            "/chat/completions",
+            cast_to=object,
+            body=params,
+            options=options,
+            stream=True,
+            stream_cls=openai.Stream[object],
+        )
         iterator = iter(stream)
         first = next(iterator)
     except StopIteration:
