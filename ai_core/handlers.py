@@ -61,6 +61,16 @@ class JobHandler:
     reserve: Callable[[AIJob], None] | None = None
     # Called when a job fails or is cancelled: gives back what reserve took.
     release: Callable[[AIJob], None] | None = None
+    # Optional, both or neither: claim(job) -> what reserve would take, computed in the
+    # creating thread; reserve_many(claims) takes the claims of jobs created together in
+    # one transaction (``ai_job_create``'s group commit), raising like reserve.
+    claim: Callable[[AIJob], Any] | None = None
+    reserve_many: Callable[[list[Any]], None] | None = None
+
+
+class BatchRefused(Exception):  # noqa: N818 - a signal, not an error to report
+    """Raised by ``reserve_many`` when the claims of jobs created together do not fit
+    together: the batch rolls back and each job is created (and reserves) alone."""
 
 
 _HANDLERS: dict[str, JobHandler] = {}

@@ -34,11 +34,12 @@ from ai_core.services.jobs import (
 )
 from ai_providers.alerts import budget_alerts_check
 from ai_providers.budgets import (
+    BudgetClaim,
     BudgetRequest,
     Settlement,
     brand_limits,
     budget_release,
-    budget_reserve,
+    budget_reserve_many,
     budget_settle_many,
 )
 from ai_providers.circuit import circuit_is_available, circuit_record
@@ -218,8 +219,13 @@ def _fitting_alternatives(prepared: PreparedRequest) -> Callable[[str, Decimal],
 def chat_job_reserve(job: AIJob) -> None:
     """JobHandler.reserve: hold the estimate on the brand's budgets (inside the job's
     creating transaction; a refusal rolls the job back)."""
+    budget_reserve_many([chat_job_claim(job)])
+
+
+def chat_job_claim(job: AIJob) -> BudgetClaim:
+    """JobHandler.claim: what the job reserves (``budget_reserve_many`` takes it)."""
     prepared = _prepared_for(job.input)
-    budget_reserve(
+    return BudgetClaim(
         brand=job.brand,
         job=job,
         request=budget_request_for(prepared),
@@ -506,6 +512,8 @@ CHAT_JOB_HANDLER = JobHandler(
     validate=chat_job_validate,
     reserve=chat_job_reserve,
     release=chat_job_release,
+    claim=chat_job_claim,
+    reserve_many=budget_reserve_many,
 )
 
 

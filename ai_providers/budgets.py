@@ -33,6 +33,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from ai_core.handlers import BatchRefused
 from ai_core.models import AIJob, Brand
 from megahub.errors import ApplicationError
 from megahub.metrics import record_budget_rejection
@@ -201,6 +202,17 @@ def _counter(brand: Brand, item: dict[str, Any]) -> Any:
     )
 
 
+@dataclass(frozen=True)
+class BudgetClaim:
+    """What one job reserves (``budget_reserve_many``). ``alternatives(metric, remaining)``
+    names models that would fit (for a refusal's body)."""
+
+    brand: Brand
+    job: AIJob
+    request: BudgetRequest
+    alternatives: Callable[[str, Decimal], list[str]] | None = None
+
+
 def budget_reserve(
     *,
     brand: Brand,
@@ -215,49 +227,87 @@ def budget_reserve(
     with the reservations already taken, so nothing partial is ever written.
     ``alternatives(metric, remaining)`` names models that would fit (for the error body).
     """
+    budget_reserve_many([BudgetClaim(brand, job, request, alternatives)], now=now)
+
+
+def budget_reserve_many(claims: list[BudgetClaim], *, now: datetime | None = None) -> None:
+    """Reserve every claim, inside the transaction that creates their jobs: one INSERT for
+    their reservations, then one conditional UPDATE per counter with their summed amounts,
+    in lock order (brand, then ``METRIC_ORDER``).
+
+    The sums fit only if each claim fits in any order, so the limits stay exact. When they
+    do not fit: with one claim, its 403; with several, ``BatchRefused`` — the caller rolls
+    back and reserves each alone, so only the claims that do not fit are refused.
+    """
     now = now or timezone.now()
-    limits = brand_limits(brand=brand)
-    items = _items(request, limits, now)
-    keys = [(brand.pk, item["metric"], item["period"]) for item in items]
-    ensured = not _known_counters.issuperset(keys)
+    limits: dict[int, Limits] = {}
+    rows: list[tuple[Any, ...]] = []  # the reservations' rows
+    created = connection.ops.adapt_datetimefield_value(now)
+    # (brand id, metric, period) -> [summed amount units, limit units, item, claim]
+    deltas: dict[tuple[int, str, str], list[Any]] = {}
+    for claim in claims:
+        brand = claim.brand
+        if brand.pk not in limits:
+            limits[brand.pk] = brand_limits(brand=brand)
+        items = _items(claim.request, limits[brand.pk], now)
+        rows.append(
+            (claim.job.pk, brand.pk, json.dumps(items), BudgetReservation.Status.RESERVED, created)
+        )
+        for item in items:
+            key = (brand.pk, item["metric"], item["period"])
+            entry = deltas.get(key)
+            if entry is None:
+                entry = deltas[key] = [0, to_units(Decimal(item["limit"])), item, claim]
+            entry[0] += to_units(Decimal(item["amount"]))
+    ensured = not _known_counters.issuperset(deltas)
     if ensured:
-        _counters_ensure(brand, items)
-    # The job's own row first; the brand's counters (every request updates them, and holds
-    # their locks until commit) last. A refusal rolls the whole transaction back.
+        _counters_ensure_all(deltas)
+    # The jobs' own rows first; the brands' counters (every request updates them, and
+    # holds their locks until commit) last. A refusal rolls the whole transaction back.
     _rowcount(
         f"INSERT INTO {_table(BudgetReservation)} "  # noqa: S608 - identifiers only
-        "(job_id, brand_id, amounts, status, created_at) VALUES (%s, %s, %s, %s, %s)",
-        [
-            job.pk,
-            brand.pk,
-            json.dumps(items),
-            BudgetReservation.Status.RESERVED,
-            connection.ops.adapt_datetimefield_value(now),
-        ],
+        "(job_id, brand_id, amounts, status, created_at) VALUES "
+        + ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows)),
+        [value for row in rows for value in row],
     )
-    for item in items:
-        amount, limit = to_units(Decimal(item["amount"])), to_units(Decimal(item["limit"]))
-        params = [amount, limit, brand.pk, item["metric"], item["period"], limit, amount]
+    order = {str(metric): index for index, metric in enumerate(METRIC_ORDER)}
+    for key in sorted(deltas, key=lambda k: (k[0], order[k[1]], k[2])):
+        amount, limit, item, claim = deltas[key]
+        params = [amount, limit, key[0], key[1], key[2], limit, amount]
         updated = _rowcount(_reserve_sql(), params)
         if not updated and not ensured:
             # This process believed the counters existed: make sure before refusing.
             _known_counters.clear()
-            _counters_ensure(brand, items)
+            _counters_ensure_all(deltas)
             ensured = True
             updated = _rowcount(_reserve_sql(), params)
         if not updated:
-            raise _refusal(brand, request, item, limits, now, alternatives)
-    _known_counters.update(keys)
-    logger.info(
-        "budget.reserved",
-        extra={
-            "job_id": job.public_id,
-            "brand_id": brand.pk,
-            "model": request.model,
-            "estimated_cost": str(request.estimated_cost),
-            "estimated_tokens": request.estimated_tokens,
-        },
-    )
+            if len(claims) > 1:
+                raise BatchRefused()
+            raise _refusal(
+                claim.brand, claim.request, item, limits[key[0]], now, claim.alternatives
+            )
+    _known_counters.update(deltas)
+    for claim in claims:
+        logger.info(
+            "budget.reserved",
+            extra={
+                "job_id": claim.job.public_id,
+                "brand_id": claim.brand.pk,
+                "model": claim.request.model,
+                "estimated_cost": str(claim.request.estimated_cost),
+                "estimated_tokens": claim.request.estimated_tokens,
+                "trace_id": claim.job.metadata.get("trace_id"),
+            },
+        )
+
+
+def _counters_ensure_all(deltas: dict[tuple[int, str, str], list[Any]]) -> None:
+    by_brand: dict[int, tuple[Brand, list[dict[str, Any]]]] = {}
+    for (brand_id, _, _), (_, _, item, claim) in deltas.items():
+        by_brand.setdefault(brand_id, (claim.brand, []))[1].append(item)
+    for brand, items in by_brand.values():
+        _counters_ensure(brand, items)
 
 
 def _refusal(

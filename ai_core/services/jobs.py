@@ -35,6 +35,7 @@ from ..errors import InvalidTransition, JobNotCancellable, JobNotFound, JobTypeN
 from ..executor import Attempt, ExecutionCancelled, ExecutionFailed
 from ..groupcommit import GroupCommit
 from ..handlers import (
+    BatchRefused,
     HandlerResult,
     JobHandler,
     JobRunContext,
@@ -149,37 +150,120 @@ def ai_job_create(
     if run_owner is not None:
         statuses.append(JobStatus.RUNNING)
         running = {"run_owner": run_owner, "started_at": now, "progress": 10}
+    job = AIJob(
+        brand=brand,
+        created_by=user if getattr(user, "pk", None) else None,
+        job_type=job_type_obj,
+        priority=priority,
+        model=normalized.get("model", model) or "",
+        input=normalized,
+        metadata={**(metadata or {}), "trace_id": current_trace_id()},
+        status=statuses[-1],
+        queued_at=now,
+        status_history=[{"status": status, "at": now.isoformat()} for status in statuses],
+        dispatched_at=None if dispatch else now,
+        **running,
+    )
+    handler = get_handler(job_type_obj.handler)
+    unit = _Creation(job, handler)
+    if (
+        not dispatch
+        and settings.AI_GROUP_COMMIT
+        and not connection.in_atomic_block
+        and (handler is None or handler.reserve is None or handler.reserve_many is not None)
+    ):
+        # Run by its caller (the sync paths): written with the jobs other threads of this
+        # process create meanwhile, in one transaction (``_creations``).
+        if handler is not None and handler.claim is not None:
+            unit.claim = handler.claim(job)
+        _creations.submit(unit)
+        if unit.error is not None:
+            raise unit.error
+        return job
     with transaction.atomic():
-        job = AIJob(
-            brand=brand,
-            created_by=user if getattr(user, "pk", None) else None,
-            job_type=job_type_obj,
-            priority=priority,
-            model=normalized.get("model", model) or "",
-            input=normalized,
-            metadata={**(metadata or {}), "trace_id": current_trace_id()},
-            status=statuses[-1],
-            queued_at=now,
-            status_history=[{"status": status, "at": now.isoformat()} for status in statuses],
-            dispatched_at=None if dispatch else now,
-            **running,
-        )
-        insert_rows([job])
-        logger.info(
-            "job.created",
-            extra={
-                "job_id": job.public_id,
-                "brand_id": brand.pk,
-                "job_type": job_type,
-                "status": job.status,
-            },
-        )
-        handler = get_handler(job_type_obj.handler)
-        if handler is not None and handler.reserve is not None:
-            handler.reserve(job)
+        _create(unit)
         if dispatch:
             job_dispatch_on_commit(job)
     return job
+
+
+@dataclass
+class _Creation:
+    """One new job, as submitted to the group commit of creations (``_creations``)."""
+
+    job: AIJob
+    handler: JobHandler | None
+    claim: Any = None  # the handler's claim, computed in the creating thread
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    error: Exception | None = None
+
+
+def _create(unit: _Creation) -> None:
+    """Write one job and its reservation, inside the caller's transaction."""
+    job, handler = unit.job, unit.handler
+    insert_rows([job])
+    unit.context.run(_log_created, job)
+    if handler is None:
+        return
+    if unit.claim is not None and handler.reserve_many is not None:
+        handler.reserve_many([unit.claim])
+    elif handler.reserve is not None:
+        handler.reserve(job)
+
+
+def _log_created(job: AIJob) -> None:
+    logger.info(
+        "job.created",
+        extra={
+            "job_id": job.public_id,
+            "brand_id": job.brand_id,
+            "job_type": job.job_type.code,
+            "status": job.status,
+        },
+    )
+
+
+def _creations_write(units: list[_Creation]) -> None:
+    """Write the jobs of ``units`` and their reservations in one transaction: one INSERT
+    for the jobs, then the handlers' ``reserve_many`` (one INSERT for the reservations, one
+    UPDATE per budget counter). If that fails — the summed reservations do not fit a
+    budget (``BatchRefused``), or anything else — it rolls back whole and each job is
+    written alone, so only the jobs that do not fit are refused."""
+    if len(units) > 1:
+        try:
+            with transaction.atomic():
+                insert_rows([unit.job for unit in units])
+                groups: dict[Any, list[Any]] = {}
+                for unit in units:
+                    handler = unit.handler
+                    if handler is not None and unit.claim is not None:
+                        groups.setdefault(handler.reserve_many, []).append(unit.claim)
+                for reserve_many, claims in groups.items():
+                    reserve_many(claims)
+            for unit in units:
+                unit.context.run(_log_created, unit.job)
+            return
+        except Exception as exc:
+            if not isinstance(exc, BatchRefused):
+                logger.exception("job.create.batch_failed", extra={"jobs": len(units)})
+            for unit in units:
+                _unsaved(unit.job)
+    for unit in units:
+        try:
+            with transaction.atomic():
+                _create(unit)
+        except Exception as exc:
+            _unsaved(unit.job)
+            unit.error = exc
+
+
+def _unsaved(job: AIJob) -> None:
+    """``job`` as before an INSERT that was rolled back."""
+    job.pk = None
+    job._state.adding = True
+
+
+_creations: GroupCommit[_Creation] = GroupCommit(_creations_write)
 
 
 def ai_job_cancel(*, brand: Brand, public_id: str) -> AIJob:
