@@ -39,8 +39,14 @@ class GroupCommit(Generic[T]):
     batch gets the exception, raised in its submitter's thread.
     """
 
-    def __init__(self, write: Callable[[list[T]], None]) -> None:
+    def __init__(
+        self, write: Callable[[list[T]], None], before_wait: Callable[[], object] | None = None
+    ) -> None:
         self._write = write
+        # Called by a thread about to wait for another's write: e.g. give its pooled
+        # database connection back, or a leader could find the pool emptied by the very
+        # threads waiting on it.
+        self._before_wait = before_wait
         self._cond = threading.Condition()
         self._pending: list[_Slot[T]] = []
         self._writing = False
@@ -51,6 +57,10 @@ class GroupCommit(Generic[T]):
         slot = _Slot(item)
         with self._cond:
             self._pending.append(slot)
+            must_wait = self._writing
+        if must_wait and self._before_wait is not None:
+            self._before_wait()
+        with self._cond:
             while self._writing and not slot.done:
                 self._cond.wait()
             if not slot.done:

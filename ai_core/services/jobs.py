@@ -25,6 +25,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from megahub.db import release_connection
 from megahub.errors import ApplicationError, ValidationFailed
 from megahub.exception_handler import internal_error_body
 from megahub.fastsql import insert_rows, update_row
@@ -263,7 +264,7 @@ def _unsaved(job: AIJob) -> None:
     job._state.adding = True
 
 
-_creations: GroupCommit[_Creation] = GroupCommit(_creations_write)
+_creations: GroupCommit[_Creation] = GroupCommit(_creations_write, release_connection)
 
 
 def ai_job_cancel(*, brand: Brand, public_id: str) -> AIJob:
@@ -666,7 +667,7 @@ def _discard(unit: _Completion) -> None:
         unit.outcome.discard(unit.job)
 
 
-_completions: GroupCommit[_Completion] = GroupCommit(_completions_write)
+_completions: GroupCommit[_Completion] = GroupCommit(_completions_write, release_connection)
 
 
 def _finish_failed(

@@ -170,3 +170,35 @@ def test_with_group_commit_off_each_completion_has_its_own_transaction(
         assert ai_job_run_started(job=job, owner=owner).status == "completed"
     assert slow_first_batch == [1, 1]  # used, each alone (one thread)
     assert AIJob.objects.filter(brand=brand, status="completed").count() == 4
+
+
+def test_only_threads_that_wait_for_another_write_call_before_wait():
+    """Waiting threads give their pooled connection back first (``before_wait``): else,
+    with the pool's connections all held by waiters, the leader could not get one."""
+    first_started = threading.Event()
+    release_first = threading.Event()
+    waited: list[str] = []
+
+    def write(items: list[str]) -> None:
+        if items == ["leader"]:
+            first_started.set()
+            assert release_first.wait(10)
+
+    group = GroupCommit(write, before_wait=lambda: waited.append(threading.current_thread().name))
+    group.submit("alone")  # nothing in progress: no wait, no call
+    assert waited == []
+    leader = threading.Thread(target=group.submit, args=("leader",), name="leader")
+    leader.start()
+    assert first_started.wait(10)
+    followers = [
+        threading.Thread(target=group.submit, args=(f"f{i}",), name=f"f{i}") for i in range(3)
+    ]
+    for thread in followers:
+        thread.start()
+    deadline = time.monotonic() + 10
+    while len(group._pending) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release_first.set()
+    for thread in [leader, *followers]:
+        thread.join(10)
+    assert sorted(waited) == ["f0", "f1", "f2"]
