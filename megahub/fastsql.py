@@ -36,16 +36,38 @@ def _insert_fields(model: type[Model]) -> tuple[Field, ...]:
 
 @cache
 def _insert_sql(model: type[Model], vendor: str, rows: int, returning: bool) -> str:
+    """``INSERT … VALUES (…), (…)`` for ``rows`` rows; on PostgreSQL, several rows as
+    ``INSERT … SELECT * FROM UNNEST(%s::type[], …)`` (one array per column, as Django's
+    own ``bulk_create`` does): one statement text and one parameter per column whatever
+    the number of rows, so psycopg parses it once and PostgreSQL plans it once (a
+    ``VALUES`` list of over 50 parameters is parsed again on every execution)."""
     quote = connection.ops.quote_name
     fields = _insert_fields(model)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     sql = (
         f"INSERT INTO {quote(model._meta.db_table)} "  # noqa: S608 - identifiers only
-        f"({', '.join(quote(field.column) for field in fields)}) VALUES " + ", ".join([row] * rows)
+        f"({', '.join(quote(field.column) for field in fields)}) "
     )
+    if rows > 1 and _unnest(model, vendor):
+        types = [field.db_type(connection).split("(")[0] for field in fields]
+        sql += f"SELECT * FROM UNNEST({', '.join(f'(%s)::{t}[]' for t in types)})"  # noqa: S608
+    else:
+        row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+        sql += "VALUES " + ", ".join([row] * rows)
     if returning:
         sql += f" RETURNING {quote(model._meta.pk.column)}"
     return sql
+
+
+@cache
+def _unnest(model: type[Model], vendor: str) -> bool:
+    """Whether several rows of ``model`` go in as arrays (the conditions of Django's
+    ``InsertUnnest``: PostgreSQL, and only built-in column types without placeholders)."""
+    return vendor == "postgresql" and not any(
+        hasattr(field, "get_placeholder")
+        or (field.target_field if field.is_relation else field).get_internal_type()
+        not in connection.data_types
+        for field in _insert_fields(model)
+    )
 
 
 def insert_rows(objs: Sequence[Model]) -> None:
@@ -55,16 +77,21 @@ def insert_rows(objs: Sequence[Model]) -> None:
         return
     model = type(objs[0])
     fields = _insert_fields(model)
-    params: list[Any] = []
-    for obj in objs:
-        for field in fields:
-            params.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
+    rows = [
+        [field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields]
+        for obj in objs
+    ]
     can_return = connection.features.can_return_rows_from_bulk_insert
     if not can_return and len(objs) > 1:
         for obj in objs:  # one statement per row, each reading its id back
             insert_rows([obj])
         return
-    sql = _insert_sql(model, connection.vendor, len(objs), can_return)
+    if len(objs) > 1 and _unnest(model, connection.vendor):
+        params: list[Any] = [list(column) for column in zip(*rows, strict=True)]
+        sql = _insert_sql(model, connection.vendor, 2, can_return)  # the same for any count
+    else:
+        params = [value for row in rows for value in row]
+        sql = _insert_sql(model, connection.vendor, len(objs), can_return)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         ids = (

@@ -121,3 +121,42 @@ def test_update_row_writes_only_where_every_condition_holds(brand, job_type):
         {"content": "ok", "cost": "0.1"},
         100,
     )
+
+
+def test_many_rows_are_one_statement_text_whatever_their_number(brand, job_type):
+    job = new_job(brand, job_type)
+    insert_rows([job])
+
+    def attempts(count: int) -> list[JobAttempt]:
+        return [
+            JobAttempt(
+                job_id=job.pk,
+                number=number,
+                provider="openai",
+                model="gpt-4o",
+                role="primary",
+                outcome="error",
+                latency_ms=number,
+            )
+            for number in range(count)
+        ]
+
+    sent: list[str] = []
+
+    def record(execute, sql, params, many, context):
+        sent.append(sql)  # as sent, before the parameters are bound
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        insert_rows(attempts(2))
+        insert_rows(attempts(5))
+
+    two, five = sent
+    if connection.vendor == "postgresql":
+        # One array per column (UNNEST): the same text, parsed and planned once.
+        assert "UNNEST" in two
+        assert two == five
+    else:
+        assert two != five  # VALUES lists
+    stored = sorted(JobAttempt.objects.filter(job=job).values_list("latency_ms", flat=True))
+    assert stored == [0, 0, 1, 1, 2, 3, 4]
