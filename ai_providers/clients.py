@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import re
@@ -83,7 +84,22 @@ class ChatResult:
 # -- client cache -------------------------------------------------------------------------
 
 _cache_lock = threading.Lock()
-_cache: OrderedDict[int, tuple[str, SDKClient]] = OrderedDict()
+# credential id -> (fingerprint, its clients by shard, built on first use).
+_cache: OrderedDict[int, tuple[str, list[SDKClient | None]]] = OrderedDict()
+# Each credential's calls are spread over this many clients, a thread always using the
+# same one: an httpx connection pool walks all its connections and waiting requests on
+# every request, so one pool shared by 128 threads with calls in flight costs measurable
+# CPU (docs/performance.md); 8 pools of 16 do not.
+CLIENT_SHARDS = 8
+_thread = threading.local()
+_shards = itertools.count()
+
+
+def _shard() -> int:
+    shard = getattr(_thread, "shard", None)
+    if shard is None:
+        shard = _thread.shard = next(_shards) % CLIENT_SHARDS
+    return shard
 
 
 def provider_timeout(provider_code: str) -> float:
@@ -145,15 +161,17 @@ def client_for_credential(credential: ProviderCredential) -> SDKClient:
     """
     timeout = provider_timeout(credential.provider.code)
     fingerprint = _fingerprint(credential, timeout)
+    shard = _shard()
     with _cache_lock:
         cached = _cache.get(credential.pk)
-        if cached is not None and cached[0] == fingerprint:
-            _cache.move_to_end(credential.pk)
-            return cached[1]
-        # Built under the lock: two threads never build two clients for one credential.
-        client = _build_client(credential, timeout)
-        _cache[credential.pk] = (fingerprint, client)
+        if cached is None or cached[0] != fingerprint:
+            cached = _cache[credential.pk] = (fingerprint, [None] * CLIENT_SHARDS)
         _cache.move_to_end(credential.pk)
+        client = cached[1][shard]
+        if client is not None:
+            return client
+        # Built under the lock: two threads never build two clients for one shard.
+        client = cached[1][shard] = _build_client(credential, timeout)
         while len(_cache) > CLIENT_CACHE_SIZE:
             _cache.popitem(last=False)
     logger.info(

@@ -21,6 +21,7 @@ from ai_core.provider_errors import (
     ProviderUnavailable,
 )
 from ai_providers.clients import (
+    CLIENT_SHARDS,
     ChatResult,
     chat_completion,
     client_for_credential,
@@ -388,23 +389,27 @@ def test_a_new_client_is_built_after_the_endpoint_changes(openai_credential, fak
     assert client_for_credential(fresh(updated)) is not first
 
 
-def test_concurrent_threads_share_one_client(openai_credential):
+def test_concurrent_threads_share_a_few_clients_each_thread_always_the_same(openai_credential):
+    """One client per shard (``CLIENT_SHARDS``), not per thread, nor one for all: a thread
+    keeps its shard, so its calls reuse one client and its keep-alive connections."""
     credential = fresh(openai_credential)
-    seen: list[object] = []
-    barrier = threading.Barrier(8)
+    threads_count = 3 * CLIENT_SHARDS
+    seen: dict[int, list[object]] = {}
+    barrier = threading.Barrier(threads_count)
 
-    def grab() -> None:
+    def grab(index: int) -> None:
         barrier.wait()
-        seen.append(client_for_credential(credential))
+        seen[index] = [client_for_credential(credential) for _ in range(3)]
 
-    threads = [threading.Thread(target=grab) for _ in range(8)]
+    threads = [threading.Thread(target=grab, args=(i,)) for i in range(threads_count)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
 
-    assert len(seen) == 8
-    assert len({id(client) for client in seen}) == 1
+    assert len(seen) == threads_count
+    assert all(len({id(client) for client in clients}) == 1 for clients in seen.values())
+    assert len({id(clients[0]) for clients in seen.values()}) == CLIENT_SHARDS
 
 
 def test_an_undecryptable_credential_fails_as_an_auth_error_without_calling(
