@@ -33,10 +33,11 @@ def child_exit(server, worker):  # noqa: ANN001 - gunicorn's hook signature
 
 
 def post_worker_init(worker):  # noqa: ANN001 - gunicorn's hook signature
-    """Build the tokenizers before the worker takes requests: building one reads and checks
-    its vocabulary (about half a second of CPU), which would otherwise stall the first
-    requests that count tokens."""
+    """Build the tokenizer of the current OpenAI models (o200k_base) before the worker
+    takes requests: building it reads and checks its vocabulary (about half a second of
+    CPU), which would otherwise stall the first requests that count tokens. The other one
+    (cl100k_base, one older model) is built on first use, so it costs no memory unless
+    used."""
     from ai_openai.tokens import Encoding, get_encoder
 
-    for encoding in Encoding:
-        get_encoder(encoding)
+    get_encoder(Encoding.O200K_BASE)
