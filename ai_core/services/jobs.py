@@ -200,10 +200,11 @@ class _Creation:
 
 
 def _create(unit: _Creation) -> None:
-    """Write one job and its reservation, inside the caller's transaction."""
+    """Write one job and its reservation, inside the caller's transaction (run in the
+    unit's context: its logs carry its request's trace id)."""
     job, handler = unit.job, unit.handler
     insert_rows([job])
-    unit.context.run(_log_created, job)
+    _log_created(job)
     if handler is None:
         return
     if unit.claim is not None and handler.reserve_many is not None:
@@ -252,7 +253,7 @@ def _creations_write(units: list[_Creation]) -> None:
     for unit in units:
         try:
             with transaction.atomic():
-                _create(unit)
+                unit.context.run(_create, unit)
         except Exception as exc:
             _unsaved(unit.job)
             unit.error = exc

@@ -5,6 +5,7 @@ the batch rolls back and each job is created alone, so exactly the jobs that fit
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -15,6 +16,7 @@ from ai_core.services.jobs import ai_job_create, job_owner
 from ai_openai.services import budget_request_for
 from ai_openai.validation import prepare_chat_request
 from ai_providers.budget_models import BrandQuota, BudgetCounter, BudgetReservation
+from megahub.tracing import current_trace_id, trace_context
 from tests.threads import run_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -44,6 +46,28 @@ def held_creations(monkeypatch):
     return sizes
 
 
+@pytest.fixture
+def emitted():
+    """(message, job id, trace id at emit time) of the jobs' and budgets' log records."""
+    records: list[tuple[str, str | None, str | None]] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            records.append((message, getattr(record, "job_id", None), current_trace_id()))
+
+    handler = Capture(level=logging.INFO)
+    loggers = [logging.getLogger(name) for name in ("megahub.jobs", "megahub.budgets")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    yield records
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
 def create_concurrently(brand) -> tuple[list[AIJob], list[BaseException]]:
     owner = job_owner()
     created: list[AIJob] = []
@@ -51,6 +75,10 @@ def create_concurrently(brand) -> tuple[list[AIJob], list[BaseException]]:
     def create(index: int) -> None:
         if index:
             time.sleep(0.1)  # behind the first, held, batch
+        with trace_context(f"{index:032x}"):
+            create_job()
+
+    def create_job() -> None:
         job = ai_job_create(
             brand=brand,
             user=None,
@@ -84,7 +112,7 @@ def test_jobs_created_together_share_one_transaction(chat_ready, brand, held_cre
 
 
 def test_a_batch_that_does_not_fit_admits_exactly_the_jobs_that_do(
-    chat_ready, brand, held_creations
+    chat_ready, brand, held_creations, emitted
 ):
     fits = 3
     BrandQuota.objects.create(brand=brand, o3_daily_budget=estimate() * fits + estimate() / 2)
@@ -103,3 +131,14 @@ def test_a_batch_that_does_not_fit_admits_exactly_the_jobs_that_do(
     o3 = BudgetCounter.objects.get(brand=brand, metric="o3_cost")
     assert o3.reserved == estimate() * fits
     assert o3.spent == 0
+    # Written by whichever thread led, logged under each request's own trace id.
+    created_ids = {job.public_id: job.metadata["trace_id"] for job in created}
+    logged = {
+        job_id: trace_id
+        for message, job_id, trace_id in emitted
+        if message == "job.created" and job_id in created_ids
+    }
+    assert logged == created_ids
+    rejected = {trace_id for message, _, trace_id in emitted if message == "budget.rejected"}
+    refused_traces = {f"{index:032x}" for index in range(CALLS)} - set(created_ids.values())
+    assert rejected == refused_traces
