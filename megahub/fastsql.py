@@ -140,3 +140,68 @@ def update_row(model: type[Model], values: dict[str, Any], **where: Any) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.rowcount
+
+
+@cache
+def _update_many_sql(
+    model: type[Model], vendor: str, columns: tuple[str, ...], where: tuple[str, ...]
+) -> str:
+    meta = model._meta
+    quote = connection.ops.quote_name
+    table = quote(meta.db_table)
+    fields = {field.column: field for field in meta.concrete_fields}
+    types = [fields[column].db_type(connection).split("(")[0] for column in (*columns, *where)]
+    names = [f"s{index}" for index in range(len(columns))] + [
+        f"w{index}" for index in range(len(where))
+    ]
+    return (
+        f"UPDATE {table} SET "  # noqa: S608 - identifiers only
+        + ", ".join(f"{quote(column)} = v.s{index}" for index, column in enumerate(columns))
+        + f" FROM UNNEST({', '.join(f'(%s)::{t}[]' for t in types)}) AS v({', '.join(names)})"
+        + " WHERE "
+        + " AND ".join(
+            f"{table}.{quote(column)} = v.w{index}" for index, column in enumerate(where)
+        )
+        + f" RETURNING {table}.{quote(meta.pk.column)}"
+    )
+
+
+def update_rows(model: type[Model], rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> set[Any]:
+    """``update_row`` for many rows, each ``(values, where)`` with ``where`` naming the
+    primary key. On PostgreSQL one statement per set of field names
+    (``UPDATE … FROM UNNEST(…)``), else one per row. Returns the primary keys of the rows
+    updated."""
+    pk_name = model._meta.pk.name
+    if len(rows) < 2 or not _unnest(model, connection.vendor):
+        return {where[pk_name] for values, where in rows if update_row(model, values, **where)}
+    shapes: dict[tuple[tuple[str, ...], tuple[str, ...]], list[Any]] = {}
+    for values, where in rows:
+        shapes.setdefault((tuple(values), tuple(where)), []).append((values, where))
+    updated: set[Any] = set()
+    for (value_names, where_names), group in shapes.items():
+        if len(group) == 1:
+            values, where = group[0]
+            if update_row(model, values, **where):
+                updated.add(where[pk_name])
+            continue
+        meta = model._meta
+        fields = [meta.get_field(name) for name in (*value_names, *where_names)]
+        columns: list[list[Any]] = [[] for _ in fields]
+        for values, where in group:
+            for index, value in enumerate((*values.values(), *where.values())):
+                field = fields[index]
+                columns[index].append(
+                    field.get_db_prep_save(value, connection)
+                    if index < len(value_names)
+                    else field.get_db_prep_value(value, connection)
+                )
+        sql = _update_many_sql(
+            model,
+            connection.vendor,
+            tuple(field.column for field in fields[: len(value_names)]),
+            tuple(field.column for field in fields[len(value_names) :]),
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(sql, columns)
+            updated.update(row[0] for row in cursor.fetchall())
+    return updated

@@ -28,7 +28,7 @@ from django.utils import timezone
 from megahub.db import release_connection
 from megahub.errors import ApplicationError, ValidationFailed
 from megahub.exception_handler import internal_error_body
-from megahub.fastsql import insert_rows, update_row
+from megahub.fastsql import insert_rows, update_row, update_rows
 from megahub.refcache import RefCache
 from megahub.tracing import current_trace_id
 
@@ -532,6 +532,15 @@ def _owned_transition(job: AIJob, owner: str, to: str, **fields: Any) -> dict[st
     when the job is no longer running under that owner (cancelled, or another run took it
     over). ``job`` is the owner's copy (while it runs nothing else writes the row); the
     values written are returned, for the caller to apply to it once committed."""
+    values = _transition_values(job, to, **fields)
+    if not update_row(AIJob, values, **_owned(job, owner)):
+        return None
+    _log_transition(job, to)
+    return values
+
+
+def _transition_values(job: AIJob, to: str, **fields: Any) -> dict[str, Any]:
+    """What a transition of ``job`` from ``running`` to ``to`` writes."""
     if to not in ALLOWED_TRANSITIONS[JobStatus.RUNNING]:
         raise InvalidTransition(
             f"A job cannot go from 'running' to '{to}'.",
@@ -539,21 +548,25 @@ def _owned_transition(job: AIJob, owner: str, to: str, **fields: Any) -> dict[st
             to_status=to,
         )
     now = timezone.now()
-    values = {
+    return {
         "status": to,
         STATUS_TIMESTAMP_FIELD[to]: now,
         "status_history": [*job.status_history, {"status": to, "at": now.isoformat()}],
         "updated_at": now,
         **fields,
     }
-    updated = update_row(AIJob, values, id=job.pk, status=JobStatus.RUNNING, run_owner=owner)
-    if not updated:
-        return None
+
+
+def _owned(job: AIJob, owner: str) -> dict[str, Any]:
+    """The condition of an owned transition: still running under this run's owner."""
+    return {"id": job.pk, "status": JobStatus.RUNNING, "run_owner": owner}
+
+
+def _log_transition(job: AIJob, to: str) -> None:
     logger.info(
         "job.status.changed",
         extra={"job_id": job.public_id, "status": to, "brand_id": job.brand_id},
     )
-    return values
 
 
 @dataclass
@@ -624,13 +637,20 @@ def _completions_transaction(units: list[_Completion]) -> None:
     outcomes' ``finalize`` / ``finalize_many`` write, all in one transaction: the job rows
     first (each locked until commit), the rows shared by many jobs last."""
     with transaction.atomic():
+        # The job rows in one conditional UPDATE (one per row off PostgreSQL).
+        planned = [(unit, _completion_values(unit)) for unit in units]
+        completed = update_rows(
+            AIJob, [(values, _owned(unit.job, unit.owner)) for unit, values in planned]
+        )
         written: list[_Completion] = []
-        for unit in units:
-            unit.values = unit.context.run(_completion_transition, unit)
-            if unit.values is None:
-                unit.context.run(_discard, unit)
-            else:
+        for unit, values in planned:
+            if unit.job.pk in completed:
+                unit.values = values
+                unit.context.run(_log_transition, unit.job, JobStatus.COMPLETED)
                 written.append(unit)
+            else:
+                unit.values = None
+                unit.context.run(_discard, unit)
         # The runs' last attempt rows (a discarded result's too: the call was made).
         attempt_rows = [row for unit in units for row in unit.unsaved]
         insert_rows(attempt_rows)
@@ -645,11 +665,10 @@ def _completions_transaction(units: list[_Completion]) -> None:
             finalize_many(items)
 
 
-def _completion_transition(unit: _Completion) -> dict[str, Any] | None:
+def _completion_values(unit: _Completion) -> dict[str, Any]:
     job, outcome = unit.job, unit.outcome
-    return _owned_transition(
+    return _transition_values(
         job,
-        unit.owner,
         JobStatus.COMPLETED,
         result=outcome.result,
         progress=100,

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 
 from ai_core.models import AIJob, AIJobType, JobAttempt, JobStatus
 from ai_usage.models import UsageRecord
-from megahub.fastsql import insert_rows, update_row
+from megahub.fastsql import insert_rows, update_row, update_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -160,3 +160,25 @@ def test_many_rows_are_one_statement_text_whatever_their_number(brand, job_type)
         assert two != five  # VALUES lists
     stored = sorted(JobAttempt.objects.filter(job=job).values_list("latency_ms", flat=True))
     assert stored == [0, 0, 1, 1, 2, 3, 4]
+
+
+def test_update_rows_updates_only_the_rows_whose_condition_holds(brand, job_type):
+    jobs = [new_job(brand, job_type, run_owner="me") for _ in range(4)]
+    insert_rows(jobs)
+    done = {"status": JobStatus.COMPLETED, "progress": 100}
+    rows = [
+        ({**done, "result": {"n": 0}}, {"id": jobs[0].pk, "run_owner": "me"}),
+        ({**done, "result": {"n": 1}}, {"id": jobs[1].pk, "run_owner": "someone else"}),
+        ({**done, "result": {"n": 2}}, {"id": jobs[2].pk, "run_owner": "me"}),
+        (done, {"id": jobs[3].pk, "run_owner": "me"}),  # other fields: its own statement
+    ]
+
+    updated = update_rows(AIJob, rows)
+
+    assert updated == {jobs[0].pk, jobs[2].pk, jobs[3].pk}
+    stored = {row.pk: row for row in AIJob.objects.filter(brand=brand)}
+    assert stored[jobs[0].pk].result == {"n": 0}
+    assert stored[jobs[2].pk].result == {"n": 2}
+    assert stored[jobs[3].pk].status == JobStatus.COMPLETED
+    assert stored[jobs[3].pk].result is None
+    assert stored[jobs[1].pk].status == JobStatus.RUNNING
