@@ -191,16 +191,13 @@ def celery_runner(settings):
     broker.delete(*WORKER_QUEUES, "unacked", "unacked_index")
 
 
-@pytest.fixture
-def slow_first_batch(monkeypatch):
-    """Hold the first completion batch of this process for a moment, so the completions
-    that end meanwhile queue behind it (what happens under load), and record batch sizes."""
+def hold_first_batch(monkeypatch, group) -> list[int]:
+    """Hold the first batch a group commit writes for a moment, so what is submitted
+    meanwhile queues behind it (what happens under load); the batch sizes, as written."""
     import time
 
-    from ai_core.services import jobs
-
     sizes: list[int] = []
-    write = jobs._completions._write
+    write = group._write
 
     def held(units):
         sizes.append(len(units))
@@ -208,5 +205,13 @@ def slow_first_batch(monkeypatch):
             time.sleep(0.5)
         write(units)
 
-    monkeypatch.setattr(jobs._completions, "_write", held)
+    monkeypatch.setattr(group, "_write", held)
     return sizes
+
+
+@pytest.fixture
+def slow_first_batch(monkeypatch):
+    """The completions' first batch held (``hold_first_batch``): its batch sizes."""
+    from ai_core.services import jobs
+
+    return hold_first_batch(monkeypatch, jobs._completions)

@@ -17,6 +17,7 @@ from ai_openai.services import budget_request_for
 from ai_openai.validation import prepare_chat_request
 from ai_providers.budget_models import BrandQuota, BudgetCounter, BudgetReservation
 from megahub.tracing import current_trace_id, trace_context
+from tests.conftest import hold_first_batch
 from tests.threads import run_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,19 +32,8 @@ CALLS = 8
 
 @pytest.fixture
 def held_creations(monkeypatch):
-    """Hold the first batch of creations a moment, so the others queue behind it (as under
-    load); record each batch's size."""
-    sizes: list[int] = []
-    write = jobs._creations._write
-
-    def held(units):
-        sizes.append(len(units))
-        if len(sizes) == 1:
-            time.sleep(0.5)
-        write(units)
-
-    monkeypatch.setattr(jobs._creations, "_write", held)
-    return sizes
+    """The creations' first batch held (``hold_first_batch``): its batch sizes."""
+    return hold_first_batch(monkeypatch, jobs._creations)
 
 
 @pytest.fixture
