@@ -326,8 +326,9 @@ AI_JOB_THREADS = env.int("AI_JOB_THREADS", default=8)
 AI_RATE_LIMIT_REQUEUE_DELAY = env.float("AI_RATE_LIMIT_REQUEUE_DELAY", default=30.0)
 AI_JOB_MAX_REQUEUES = env.int("AI_JOB_MAX_REQUEUES", default=5)
 # Group commit: the completions of runs that end at the same time in one process are
-# written in one transaction (ai_core/groupcommit.py); each caller still returns only after
-# its own is committed. false: one transaction per completion.
+# written in one transaction (ai_core/groupcommit.py), and so are the jobs the sync paths
+# create at the same time; each caller still returns only after its own is committed.
+# false: one transaction per creation and per completion.
 AI_GROUP_COMMIT = env.bool("AI_GROUP_COMMIT", default=True)
 
 # Circuit breaker per credential: open after N consecutive failures (timeouts, 5xx,

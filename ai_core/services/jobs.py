@@ -125,6 +125,10 @@ def ai_job_create(
     dispatched so the sweeper leaves it alone. ``run_owner`` (the sync paths, with
     ``dispatch=False``): the job is written already ``running`` under that owner, as
     ``_start`` would leave it, and the caller runs it with ``ai_job_run_started``.
+
+    A job its caller runs (``dispatch=False``) is written with those other threads of this
+    process create at the same time, in one transaction (``_creations``), unless the caller
+    is inside a transaction or ``AI_GROUP_COMMIT`` is off.
     """
     if priority not in JobPriority.values:
         raise ValidationFailed(field_errors={"priority": [PRIORITY_ERROR]})

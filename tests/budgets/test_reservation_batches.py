@@ -132,3 +132,16 @@ def test_a_batch_that_does_not_fit_admits_exactly_the_jobs_that_do(
     rejected = {trace_id for message, _, trace_id in emitted if message == "budget.rejected"}
     refused_traces = {f"{index:032x}" for index in range(CALLS)} - set(created_ids.values())
     assert rejected == refused_traces
+
+
+def test_with_group_commit_off_each_job_is_created_in_its_own_transaction(
+    chat_ready, brand, held_creations, settings
+):
+    settings.AI_GROUP_COMMIT = False
+
+    created, errors = create_concurrently(brand)
+
+    assert errors == []
+    assert held_creations == []  # the group commit was not used
+    assert len(created) == CALLS
+    assert BudgetReservation.objects.filter(brand=brand, status="reserved").count() == CALLS
