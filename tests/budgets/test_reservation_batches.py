@@ -19,6 +19,7 @@ from ai_providers.budget_models import BrandQuota, BudgetCounter, BudgetReservat
 from megahub.tracing import current_trace_id, trace_context
 from tests.conftest import hold_first_batch
 from tests.threads import run_threads
+from tests.workers import require_postgres
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -137,6 +138,7 @@ def test_a_batch_that_does_not_fit_admits_exactly_the_jobs_that_do(
 def test_with_group_commit_off_each_job_is_created_in_its_own_transaction(
     chat_ready, brand, held_creations, settings
 ):
+    require_postgres()  # concurrent writers, each on its own connection
     settings.AI_GROUP_COMMIT = False
 
     created, errors = create_concurrently(brand)
