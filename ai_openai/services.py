@@ -578,8 +578,11 @@ def chat_stream_open(*, brand: Brand, body: dict[str, Any]) -> tuple[AIJob, str,
             total_retries=exc.total_retries,
         )
         raise ProviderCallFailed.from_provider_error(exc.error, job_id=job.public_id) from exc
-    # A stream is long: its successful attempt is written now, not with its end.
+    # A stream is long: its successful attempt is written now, not with its end; and the
+    # connection that wrote it goes back to the pool for the stream's length (a thread
+    # relaying a stream needs none until the stream ends).
     job_attempts_write(context.unsaved)
+    release_connection()
     return job, owner, prepared, execution
 
 

@@ -102,3 +102,27 @@ def test_stream_errors_before_the_first_byte_are_openai_errors(sdk, fake_openai,
     job = AIJob.objects.get(brand=brand)
     assert job.status == "failed"
     assert BudgetCounter.objects.get(brand=brand, metric="cost").reserved == 0
+
+
+def test_a_stream_holds_no_pooled_connection_while_it_is_relayed(key, fake_openai, brand):
+    """Streams last seconds: the thread relaying one gives its connection back to the pool
+    meanwhile (else a few streams per worker would take every pooled connection)."""
+    from django.db import connection
+
+    from ai_openai.services import chat_stream_open, chat_stream_relay
+    from tests.observability.test_db_pool import require_pool
+
+    require_pool()
+    job, owner, prepared, execution = chat_stream_open(
+        brand=brand, body={"model": "gpt-4o", "messages": HELLO}
+    )
+    relay = chat_stream_relay(
+        job=job, owner=owner, prepared=prepared, execution=execution, include_usage=True
+    )
+    assert next(relay).startswith("data: ")
+    assert connection.connection is None  # back in the pool while the chunks flow
+    rest = list(relay)
+    assert rest[-1] == "data: [DONE]\n\n"
+    job.refresh_from_db()
+    assert job.status == "completed"
+    assert UsageRecord.objects.filter(job=job).count() == 1
