@@ -21,6 +21,7 @@ from django.utils import timezone
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from megahub.db import release_connection
 from megahub.errors import Conflict, ValidationFailed
 
 from .models import Brand, IdempotencyRecord
@@ -98,4 +99,6 @@ def _replay(*, brand: Brand, scope: str, key: str, digest: str) -> Response:
             )
         if time.monotonic() > deadline:
             raise IdempotencyConflict("The first request with this key is still running.")
+        # Waiting holds no pooled connection: the first request needs one to finish.
+        release_connection()
         time.sleep(POLL_SECONDS)

@@ -112,3 +112,46 @@ def test_twenty_concurrent_repeats_run_once(chat_ready, fake_openai, brand, admi
     assert OpenAIJob.objects.count() == 1
     assert UsageRecord.objects.count() == 1
     assert len(chats(fake_openai)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(120)
+def test_repeats_waiting_for_the_first_hold_no_pooled_connection(
+    chat_ready, fake_openai, brand, admin_user
+):
+    """More waiting repeats than pooled connections: the waiters give their connection
+    back between polls, so the first request still gets one to finish with."""
+    require_postgres_and_redis()
+    fake_openai.configure(latency_ms=500)
+    token = str(AccessToken.for_user(admin_user))
+    env = {"DB_POOL_MAX_SIZE": "4", "DB_POOL_TIMEOUT": "10"}
+    with api_server(workers=1, threads=32, extra_env=env) as server:
+        url = f"{server.url}/ai/openai/chat/"
+        import json
+        import urllib.error
+        import urllib.request
+        from concurrent.futures import ThreadPoolExecutor
+
+        def post(_):
+            request = urllib.request.Request(
+                url,
+                data=json.dumps(BODY).encode(),
+                method="POST",
+                headers={
+                    "Content-Type": "application/json",
+                    "Authorization": f"Bearer {token}",
+                    "X-Brand-ID": "acme",
+                    "Idempotency-Key": "many-waiters",
+                },
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as exc:
+                return exc.code, json.loads(exc.read() or b"{}")
+
+        with ThreadPoolExecutor(24) as pool:
+            results = list(pool.map(post, range(24)))
+    assert [status for status, _ in results] == [200] * 24
+    assert len({body["job_id"] for _, body in results}) == 1
+    assert len(chats(fake_openai)) == 1
