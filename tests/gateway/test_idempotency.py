@@ -78,6 +78,35 @@ def test_a_failed_first_request_frees_its_key(api_client, chat_ready, fake_opena
     assert ok.status_code == 200
 
 
+def concurrent_repeats(url: str, token: str, key: str, count: int) -> list[tuple[int, dict]]:
+    """``count`` identical chat POSTs with one Idempotency-Key, all at once: (status, body)."""
+    import json
+    import urllib.error
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(_):
+        request = urllib.request.Request(
+            url,
+            data=json.dumps(BODY).encode(),
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {token}",
+                "X-Brand-ID": "acme",
+                "Idempotency-Key": key,
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(post, range(count)))
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.timeout(120)
 def test_twenty_concurrent_repeats_run_once(chat_ready, fake_openai, brand, admin_user):
@@ -85,29 +114,9 @@ def test_twenty_concurrent_repeats_run_once(chat_ready, fake_openai, brand, admi
     fake_openai.configure(latency_ms=300)
     token = str(AccessToken.for_user(admin_user))
     with api_server() as server:
-        url = f"{server.url}/ai/openai/chat/"
-        import json
-        import urllib.request
-        from concurrent.futures import ThreadPoolExecutor
-
-        def post(_):
-            request = urllib.request.Request(
-                url,
-                data=json.dumps(BODY).encode(),
-                method="POST",
-                headers={
-                    "Content-Type": "application/json",
-                    "Authorization": f"Bearer {token}",
-                    "X-Brand-ID": "acme",
-                    "Idempotency-Key": "burst",
-                },
-            )
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return json.loads(response.read())
-
-        with ThreadPoolExecutor(20) as pool:
-            bodies = list(pool.map(post, range(20)))
-    assert len({b["job_id"] for b in bodies}) == 1
+        results = concurrent_repeats(f"{server.url}/ai/openai/chat/", token, "burst", 20)
+    assert [status for status, _ in results] == [200] * 20
+    assert len({body["job_id"] for _, body in results}) == 1
     assert AIJob.objects.count() == 1
     assert OpenAIJob.objects.count() == 1
     assert UsageRecord.objects.count() == 1
@@ -127,31 +136,7 @@ def test_repeats_waiting_for_the_first_hold_no_pooled_connection(
     env = {"DB_POOL_MAX_SIZE": "4", "DB_POOL_TIMEOUT": "10"}
     with api_server(workers=1, threads=32, extra_env=env) as server:
         url = f"{server.url}/ai/openai/chat/"
-        import json
-        import urllib.error
-        import urllib.request
-        from concurrent.futures import ThreadPoolExecutor
-
-        def post(_):
-            request = urllib.request.Request(
-                url,
-                data=json.dumps(BODY).encode(),
-                method="POST",
-                headers={
-                    "Content-Type": "application/json",
-                    "Authorization": f"Bearer {token}",
-                    "X-Brand-ID": "acme",
-                    "Idempotency-Key": "many-waiters",
-                },
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=60) as response:
-                    return response.status, json.loads(response.read())
-            except urllib.error.HTTPError as exc:
-                return exc.code, json.loads(exc.read() or b"{}")
-
-        with ThreadPoolExecutor(24) as pool:
-            results = list(pool.map(post, range(24)))
+        results = concurrent_repeats(url, token, "many-waiters", 24)
     assert [status for status, _ in results] == [200] * 24
     assert len({body["job_id"] for _, body in results}) == 1
     assert len(chats(fake_openai)) == 1
