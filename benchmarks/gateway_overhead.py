@@ -766,10 +766,13 @@ def measure_request_cost(fixtures: dict[str, Any], fake_root: str) -> dict[str, 
         counts["health checks"] += 1
         return original_usable()
 
-    # With the connection pool, the check is the pool's: an empty query each time a thread
-    # takes a connection (at its first query, and again after release_connection()).
+    # With the connection pool, the check is the pool's: an empty query when a thread takes
+    # a connection given back more than DB_POOL_CHECK_AFTER seconds ago
+    # (megahub/postgresql/base.py). Only the checks that query the server are counted.
+    from psycopg_pool import ConnectionPool
+
     pool = getattr(connection, "pool", None)
-    original_check = getattr(pool, "_check", None)
+    original_check = ConnectionPool.check_connection if pool is not None else None
 
     def counting_check(conn: Any) -> None:
         counts["health checks"] += 1
@@ -810,7 +813,7 @@ def measure_request_cost(fixtures: dict[str, Any], fake_root: str) -> dict[str, 
         redis.Redis.execute_command = counting_execute  # type: ignore[method-assign]
         connection.is_usable = counting_usable
         if original_check is not None:
-            pool._check = counting_check
+            ConnectionPool.check_connection = staticmethod(counting_check)  # type: ignore[method-assign]
         try:
             with connection.execute_wrapper(wrapper), CaptureQueriesContext(connection) as ctx:
                 status = send(kind)
@@ -818,7 +821,7 @@ def measure_request_cost(fixtures: dict[str, Any], fake_root: str) -> dict[str, 
             redis.Redis.execute_command = original_execute  # type: ignore[method-assign]
             connection.is_usable = original_usable
             if original_check is not None:
-                pool._check = original_check
+                ConnectionPool.check_connection = staticmethod(original_check)  # type: ignore[method-assign]
         provider_calls = len(_fake_control(fake_root, "GET", "/_fake/requests"))
         # BEGIN / COMMIT / ROLLBACK are logged by Django but do not pass the wrappers.
         transaction_control = Counter(
@@ -1343,10 +1346,11 @@ def render_costs(costs: dict[str, Any]) -> list[str]:
         "Counted in-process through Django's test client on the same PostgreSQL database and "
         "Redis, after two warm-up requests. *Statements*: SELECT/INSERT/UPDATE; "
         "*transactions*: BEGIN + COMMIT pairs of `atomic` blocks (psycopg sends each as its "
-        "own command); *health check*: the connection check each time the request takes a "
-        "connection (with the pool: the pool's empty query, at the first query and again "
-        "after the connection was given back for the provider call; without it: Django's "
-        "`SELECT 1` on a persistent connection's first use in each request).",
+        "own command); *health check*: a connection check that queried the server (with the "
+        "pool: its empty query when the request takes a connection given back more than "
+        "`DB_POOL_CHECK_AFTER` = 0.5 s before, at the first query or after the provider "
+        "call; without it: Django's `SELECT 1` on a persistent connection's first use in each "
+        "request).",
         "",
         "| request | SQL statements | SAVEPOINT + RELEASE | transactions (BEGIN + COMMIT) "
         "| health check | Redis commands | provider calls | round trips in all |",

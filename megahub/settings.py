@@ -119,11 +119,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool(
     "DB_POOL", default=True
 ):
+    # Django's backend, with the pool built by megahub/postgresql/base.py: it checks a
+    # connection before handing it out (an empty query), except one given back less than
+    # DB_POOL_CHECK_AFTER seconds ago. That check replaces Django's (CONN_HEALTH_CHECKS).
+    DATABASES["default"]["ENGINE"] = "megahub.postgresql"
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # required by the pool
-    # The pool checks a connection before handing it out.
-    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "name": "megahub",
+        "check_after": env.float("DB_POOL_CHECK_AFTER", default=0.5),
         # Kept open per process (warm connections); it grows on demand up to max_size.
         "min_size": env.int("DB_POOL_MIN_SIZE", default=2),
         # Per process: gunicorn workers x max_size (+ Celery processes) must stay well under

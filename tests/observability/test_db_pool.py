@@ -16,7 +16,9 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
+from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -58,6 +60,7 @@ def built_settings(**env: str) -> dict:
         "DB_POOL_MIN_SIZE": "",
         "DB_POOL_MAX_SIZE": "",
         "DB_POOL_TIMEOUT": "",
+        "DB_POOL_CHECK_AFTER": "",
         "DB_CONN_MAX_AGE": "",
         "DB_PREPARED_STATEMENTS": "",
         **env,
@@ -81,9 +84,12 @@ def built_settings(**env: str) -> dict:
 def test_postgres_uses_a_pool_by_default():
     db = built_settings(DATABASE_URL=PG_URL)
     assert db["CONN_MAX_AGE"] == 0  # Django's pool refuses persistent connections
-    assert db["CONN_HEALTH_CHECKS"] is True
+    # The pool's windowed check (megahub/postgresql/base.py) replaces Django's.
+    assert db["ENGINE"] == "megahub.postgresql"
+    assert db["CONN_HEALTH_CHECKS"] is False
     assert db["OPTIONS"]["pool"] == {
         "name": "megahub",
+        "check_after": 0.5,
         "min_size": 2,
         "max_size": 16,
         "timeout": 30.0,
@@ -106,11 +112,13 @@ def test_pool_sizes_come_from_the_environment():
         DB_POOL_MIN_SIZE="1",
         DB_POOL_MAX_SIZE="5",
         DB_POOL_TIMEOUT="2.5",
+        DB_POOL_CHECK_AFTER="0",
         DB_CONN_MAX_AGE="60",  # ignored with the pool
     )
     assert db["CONN_MAX_AGE"] == 0
     assert db["OPTIONS"]["pool"] == {
         "name": "megahub",
+        "check_after": 0.0,
         "min_size": 1,
         "max_size": 5,
         "timeout": 2.5,
@@ -300,3 +308,96 @@ def test_gunicorn_threads_beyond_the_pool_share_its_connections(
     assert "too many clients" not in log
     assert "PoolTimeout" not in log
     assert 0 < peak[0] <= WORKERS * POOL_MAX, peak[0]
+
+
+# --- The pool's check (megahub/postgresql/base.py) ----------------------------------------
+
+
+def _raw_connection() -> Any:
+    import psycopg
+
+    db = connection.settings_dict
+    return psycopg.connect(
+        host=db["HOST"] or "127.0.0.1",
+        port=db["PORT"] or 5432,
+        user=db["USER"] or "postgres",
+        password=db.get("PASSWORD") or None,
+        dbname=db["NAME"],
+        autocommit=True,
+    )
+
+
+def _terminated(conn: Any) -> None:
+    """End ``conn``'s server process from another connection, and wait until it is gone."""
+    pid = conn.info.backend_pid
+    with _raw_connection() as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        deadline = time.monotonic() + 10
+        while admin.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid]).fetchone():
+            assert time.monotonic() < deadline, "the backend did not end"
+            time.sleep(0.05)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pool_check_skips_the_query_for_a_connection_given_back_moments_ago():
+    require_postgres()
+    import psycopg
+
+    from megahub.postgresql.base import pool_check, returned
+
+    conn = _raw_connection()
+    try:
+        returned(conn)  # given back to the pool just now
+        _terminated(conn)
+
+        # Within the window: handed out on what psycopg knows (open, idle), no query — a
+        # query would have failed on the dead server process.
+        pool_check(60.0)(conn)
+
+        # Past the window (0 s: always), the full check queries the server and fails, so
+        # the pool would replace the connection.
+        with pytest.raises(psycopg.OperationalError):
+            pool_check(0.0)(conn)
+    finally:
+        conn.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pool_check_queries_a_connection_never_given_back_or_in_a_transaction():
+    require_postgres()
+    import psycopg
+
+    from megahub.postgresql.base import pool_check, returned
+
+    fresh = _raw_connection()
+    busy = _raw_connection()
+    try:
+        _terminated(fresh)  # never given back: no timestamp
+        with pytest.raises(psycopg.OperationalError):
+            pool_check(60.0)(fresh)
+
+        returned(busy)
+        busy.autocommit = False
+        busy.execute("SELECT 1")  # a transaction left open: not idle, so checked
+        assert busy.pgconn.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        with pytest.raises(psycopg.Error):  # the full check refuses it
+            pool_check(60.0)(busy)
+    finally:
+        fresh.close()
+        busy.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pool_from_settings_uses_the_windowed_check():
+    require_pool()
+    from django.conf import settings
+
+    assert settings.DATABASES["default"]["OPTIONS"]["pool"]["check_after"] == 0.5
+    assert connection.pool._check.window == 0.5
+    assert connection.settings_dict["CONN_HEALTH_CHECKS"] is False
+
+    # A connection given back is stamped: the check's window starts there.
+    get_user_model().objects.exists()
+    held = connection.connection
+    assert release_connection() is True
+    assert time.monotonic() - held._megahub_returned_at < 5
