@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -592,12 +593,11 @@ def chat_stream_relay(
     """Yield the provider's chunks as server-sent events, as they arrive; when the stream
     ends — completely, on an upstream error, or because the client went away — the job is
     completed with the usage of the final chunk, or (none sent) the streamed text counted
-    with the exact tokenizer, so every streamed call is recorded and billed."""
+    with the exact tokenizer, so every streamed call is recorded and billed. The chunks are
+    relayed as the provider sent them, and parsed once, at the end."""
     stream: ChatStream = execution.value
     started = time.monotonic()
-    parts: list[str] = []
-    usage: dict[str, int] | None = None
-    finish_reason = None
+    relayed: list[bytes] = []
     recorded = False
 
     def record() -> None:
@@ -606,8 +606,9 @@ def chat_stream_relay(
             return
         recorded = True
         stream.close()
+        content, finish_reason, usage = _streamed(relayed)
         result = ChatResult(
-            content="".join(parts),
+            content=content,
             finish_reason=finish_reason,
             usage=usage,
             response_id=None,
@@ -626,28 +627,59 @@ def chat_stream_relay(
         )
 
     try:
-        for chunk in stream.chunks():
-            if not isinstance(chunk, dict):
-                continue  # not a chunk object: nothing to relay or count
-            if chunk.get("usage") is not None:
-                usage = usage_from_sdk(chunk["usage"])
-            choices = chunk.get("choices")
-            if choices and isinstance(choices[0], dict):
-                delta = choices[0].get("delta")
-                if isinstance(delta, dict) and isinstance(delta.get("content"), str):
-                    parts.append(delta["content"])
-                finish_reason = choices[0].get("finish_reason") or finish_reason
-            elif not include_usage:
-                continue  # the usage-only chunk the client did not ask for
-            yield f"data: {json.dumps(chunk, ensure_ascii=False, separators=(',', ':'))}\n\n"
+        for batch in stream.batches():
+            relayed.extend(batch)
+            if not include_usage:
+                # The usage-only chunk (asked for upstream, always) the client did not ask for.
+                batch = [chunk for chunk in batch if not _usage_only(chunk)]
+            if batch:
+                yield b"".join(b"data: " + chunk + b"\n\n" for chunk in batch)
         # Recorded before [DONE]: a client that saw the end can read its usage at once.
         record()
-        yield "data: [DONE]\n\n"
+        yield b"data: [DONE]\n\n"
     except ProviderError as exc:
         logger.warning("gateway.stream.upstream_failed", extra={"error_class": type(exc).__name__})
         record()
         error = {"message": exc.message, "type": "api_error", "code": exc.error_code.lower()}
-        yield "data: " + json.dumps({"error": error}) + "\n\n"
+        yield ("data: " + json.dumps({"error": error}) + "\n\n").encode()
     finally:
         # The client went away mid-stream (GeneratorExit): bill what was streamed.
         record()
+
+
+_USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+
+
+def _usage_only(chunk: bytes) -> bool:
+    """A chunk with a usage object and no choices (the final chunk of include_usage)."""
+    if not _USAGE_OBJECT.search(chunk):
+        return False
+    try:
+        parsed = json.loads(chunk)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and not parsed.get("choices")
+
+
+def _streamed(chunks: list[bytes]) -> tuple[str, str | None, dict[str, int] | None]:
+    """The streamed text, the last finish reason and the usage (None if no chunk had one)
+    of a stream's chunks; a chunk that is not a JSON object counts for nothing."""
+    parts: list[str] = []
+    finish_reason = None
+    usage = None
+    for chunk in chunks:
+        try:
+            parsed = json.loads(chunk)
+        except ValueError:
+            continue
+        if not isinstance(parsed, dict):
+            continue
+        if parsed.get("usage") is not None:
+            usage = usage_from_sdk(parsed["usage"])
+        choices = parsed.get("choices")
+        if choices and isinstance(choices[0], dict):
+            delta = choices[0].get("delta")
+            if isinstance(delta, dict) and isinstance(delta.get("content"), str):
+                parts.append(delta["content"])
+            finish_reason = choices[0].get("finish_reason") or finish_reason
+    return "".join(parts), finish_reason, usage

@@ -31,6 +31,7 @@ import pydantic
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from openai._httpx2 import request_exceptions, timeout_exceptions
 
 from ai_core.provider_errors import (
     ProviderAuthError,
@@ -438,15 +439,18 @@ def _known_key(client: SDKClient) -> str | None:
 
 @dataclass
 class ChatStream:
-    """An open streamed completion: ``first`` was read while connecting (so HTTP errors
-    surfaced as ProviderError then), ``rest`` yields the remaining chunks."""
+    """An open streamed completion, as batches of chunks: each chunk is the data of one
+    server-sent event (the provider's JSON object, as bytes, unparsed), and each batch the
+    chunks that one piece of the body completed, as the HTTP client hands it over (one HTTP
+    chunk: usually one event). ``first`` was read while connecting (so HTTP errors surfaced
+    as ProviderError then), ``rest`` yields the next batches."""
 
-    first: Any
+    first: list[bytes]
     rest: Any
     provider: str
     model: str
 
-    def chunks(self) -> Any:
+    def batches(self) -> Any:
         yield self.first
         try:
             yield from self.rest
@@ -454,9 +458,94 @@ class ChatStream:
             raise classify_sdk_error(exc, provider=self.provider, model=self.model) from exc
 
     def close(self) -> None:
-        close = getattr(self.rest, "close", None)
-        if close is not None:
-            close()
+        self.rest.close()
+
+
+def sse_data(buffer: bytes) -> tuple[list[bytes], bytes, bool]:
+    """Split server-sent events off the start of ``buffer`` (line ends already ``\n``):
+    the data of each complete event (its ``data:`` lines joined, as the SDK's decoder does;
+    events without data — comments, keep-alives — are skipped), the incomplete rest, and
+    whether ``data: [DONE]`` came (what follows it is dropped)."""
+    *events, rest = buffer.split(b"\n\n")
+    datas: list[bytes] = []
+    for event in events:
+        if event.startswith(b"data:") and b"\n" not in event:  # the usual one-line event
+            data = event[6:] if event[5:6] == b" " else event[5:]
+        else:
+            lines = [
+                line[6:] if line[5:6] == b" " else line[5:]
+                for line in event.split(b"\n")
+                if line.startswith(b"data:")
+            ]
+            if not lines:
+                continue
+            data = b"\n".join(lines)
+        if data.startswith(b"[DONE]"):
+            return datas, b"", True
+        datas.append(data)
+    return datas, rest, False
+
+
+def sse_line_ends(buffer: bytes) -> bytes:
+    """``buffer`` with CRLF and CR line ends made ``\\n``; a CR that ends it stays (the next
+    read may start with the LF of its CRLF)."""
+    if b"\r" not in buffer:
+        return buffer
+    keep = buffer.endswith(b"\r")
+    body = (buffer[:-1] if keep else buffer).replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return body + b"\r" if keep else body
+
+
+class _SSEBatches(openai.Stream[object]):
+    """The SDK's stream of a streamed completion (same request, status checks, retries before
+    the body and connection errors), read as batches of raw chunks instead of one parsed
+    object per event: a relay writes them on as they came, and parses them once, at the
+    end. A chunk that is an error object raises the SDK's ``APIError``, as its own stream
+    does."""
+
+    def __stream__(self) -> Any:
+        response = self.response
+        buffer = b""
+        reads = response.iter_bytes()
+        try:
+            while True:
+                try:
+                    data = next(reads, None)
+                except timeout_exceptions() as exc:
+                    raise openai.APITimeoutError(request=response.request) from exc
+                except request_exceptions() as exc:
+                    raise openai.APIConnectionError(request=response.request) from exc
+                if data is None:  # the body ended: a last event may lack its blank line
+                    datas, _, _ = sse_data(buffer.strip(b"\r\n") + b"\n\n")
+                    if datas:
+                        yield self._checked(datas)
+                    return
+                datas, buffer, done = sse_data(sse_line_ends(buffer + data))
+                if datas:
+                    yield self._checked(datas)
+                if done:
+                    return
+        finally:
+            response.close()
+
+    def _checked(self, datas: list[bytes]) -> list[bytes]:
+        for data in datas:
+            if b'"error"' in data:
+                try:
+                    parsed = json.loads(data)
+                except ValueError:
+                    continue
+                if isinstance(parsed, dict) and parsed.get("error"):
+                    error = parsed["error"]
+                    message = error.get("message") if isinstance(error, dict) else None
+                    raise openai.APIError(
+                        message=message
+                        if isinstance(message, str) and message
+                        else "An error occurred during streaming",
+                        request=self.response.request,
+                        body=error,
+                    )
+        return datas
 
 
 def chat_completion_stream(
@@ -468,8 +557,8 @@ def chat_completion_stream(
     extra_headers: dict[str, str] | None = None,
 ) -> ChatStream:
     """Open a streamed chat completion (usage requested in the final chunk) and read its
-    first chunk. Chunks are the provider's JSON objects (dicts). Raises ``ProviderError``
-    only; later chunks may raise it from ``chunks()``.
+    first batch of chunks (``ChatStream``). Raises ``ProviderError`` only; later batches
+    may raise it from ``batches()``.
     """
     provider = credential.provider.code
     client = _client_or_error(credential, model=model)
@@ -485,19 +574,18 @@ def chat_completion_stream(
     if extra_headers:
         options["headers"] = extra_headers
     try:
-        # As in ``chat_completion``: the SDK's generic post. Its stream still parses the
-        # server-sent events and raises the SDK's errors, but yields each chunk as the
-        # provider's JSON object (no response model to build, then serialize again).
+        # As in ``chat_completion``: the SDK's generic post, with a stream class that hands
+        # over the provider's chunks unparsed (no object per chunk, parsed then serialized
+        # again).
         stream = client.post(
             "/chat/completions",
             cast_to=object,
             body=params,
             options=options,
             stream=True,
-            stream_cls=openai.Stream[object],
+            stream_cls=_SSEBatches,
         )
-        iterator = iter(stream)
-        first = next(iterator)
+        first = next(stream)
     except StopIteration:
         raise ProviderServerError(
             f"{provider} closed the stream without a chunk", provider=provider, model=model
@@ -506,19 +594,4 @@ def chat_completion_stream(
         raise classify_sdk_error(
             exc, provider=provider, model=model, api_key=_known_key(client)
         ) from exc
-    return ChatStream(
-        first=first, rest=_IteratorWithClose(iterator, stream), provider=provider, model=model
-    )
-
-
-class _IteratorWithClose:
-    def __init__(self, iterator: Any, stream: Any) -> None:
-        self._iterator, self._stream = iterator, stream
-
-    def __iter__(self) -> Any:
-        return self._iterator
-
-    def close(self) -> None:
-        close = getattr(self._stream, "close", None)
-        if close is not None:
-            close()
+    return ChatStream(first=first, rest=stream, provider=provider, model=model)

@@ -119,10 +119,60 @@ def test_a_stream_holds_no_pooled_connection_while_it_is_relayed(key, fake_opena
     relay = chat_stream_relay(
         job=job, owner=owner, prepared=prepared, execution=execution, include_usage=True
     )
-    assert next(relay).startswith("data: ")
+    assert next(relay).startswith(b"data: ")
     assert connection.connection is None  # back in the pool while the chunks flow
     rest = list(relay)
-    assert rest[-1] == "data: [DONE]\n\n"
+    assert rest[-1] == b"data: [DONE]\n\n"
     job.refresh_from_db()
     assert job.status == "completed"
     assert UsageRecord.objects.filter(job=job).count() == 1
+
+
+def test_a_stream_cut_mid_way_is_billed_for_what_was_streamed(sdk, fake_openai, brand):
+    """The upstream hangs up half-way: the client gets the chunks that came, then an error
+    event; the job is completed with the streamed text counted by the tokenizer."""
+    fake_openai.configure(completion_tokens=40)
+    fake_openai.add_faults([{"type": "truncate"}])
+    stream = sdk.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True)
+    received = []
+
+    def read() -> None:
+        received.extend(stream)
+
+    with pytest.raises(openai.APIError, match="connection|Connection"):
+        read()
+    text = "".join(c.choices[0].delta.content or "" for c in received if c.choices)
+    assert text
+    job = AIJob.objects.get(brand=brand)
+    assert job.status == "completed"
+    assert job.result["content"] == text
+    assert job.result["usage_source"] == "tokenizer"
+    assert job.result["usage"]["completion_tokens"] == count_text_tokens(text, "o200k_base")
+    assert UsageRecord.objects.filter(job=job).count() == 1
+    assert BudgetCounter.objects.get(brand=brand, metric="cost").reserved == 0
+
+
+def test_chunks_are_relayed_as_the_provider_sent_them(key, fake_openai, brand):
+    """Each chunk goes out as the provider's JSON, not parsed and serialized again: the
+    fake server's compact JSON with its key order, ``usage: null`` included."""
+    from ai_openai.services import chat_stream_open, chat_stream_relay
+
+    job, owner, prepared, execution = chat_stream_open(
+        brand=brand, body={"model": "gpt-4o", "messages": HELLO}
+    )
+    relay = chat_stream_relay(
+        job=job, owner=owner, prepared=prepared, execution=execution, include_usage=True
+    )
+    pieces = list(relay)
+    assert pieces[-1] == b"data: [DONE]\n\n"
+    events = b"".join(pieces[:-1]).split(b"\n\n")[:-1]
+    chunks = [event.removeprefix(b"data: ") for event in events]
+    assert len(chunks) > 3
+    first = json.loads(chunks[0])
+    assert chunks[0] == json.dumps(first, separators=(",", ":")).encode()  # as sent
+    assert list(first)[:2] == ["id", "object"]
+    assert first["usage"] is None
+    last = json.loads(chunks[-1])
+    assert last["usage"]["total_tokens"] > 0
+    assert last["choices"] == []
+    assert fake_openai.requests()[-1]["json"]["stream_options"] == {"include_usage": True}

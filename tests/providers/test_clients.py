@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import openai
 import pytest
@@ -24,10 +26,13 @@ from ai_providers.clients import (
     CLIENT_SHARDS,
     ChatResult,
     chat_completion,
+    chat_completion_stream,
     client_for_credential,
     list_models,
     parse_retry_after,
     scrub,
+    sse_data,
+    sse_line_ends,
 )
 from ai_providers.models import ProviderCredential
 from ai_providers.services import credential_update
@@ -422,3 +427,91 @@ def test_an_undecryptable_credential_fails_as_an_auth_error_without_calling(
 
     assert "cannot be decrypted" in info.value.message
     assert fake_openai.requests() == []
+
+
+# -- streams: the provider's chunks in batches, unparsed -------------------------------------
+
+
+def test_sse_data_splits_complete_events_and_keeps_the_rest():
+    buffer = (
+        b'data: {"a":1}\n\n'
+        b": a comment, no data\n\n"
+        b'event: message\ndata: {"b":\ndata: 2}\n\n'  # two data lines, joined by \n
+        b'data:{"c":3}\n\n'  # no space after the colon
+        b'data: {"d":'
+    )
+    datas, rest, done = sse_data(buffer)
+    assert datas == [b'{"a":1}', b'{"b":\n2}', b'{"c":3}']
+    assert rest == b'data: {"d":'
+    assert done is False
+    assert sse_data(rest + b"4}\n\ndata: [DONE]\n\ndata: ignored\n\n") == (
+        [b'{"d":4}'],
+        b"",
+        True,
+    )
+
+
+def test_sse_line_ends_normalizes_crlf_and_cr_across_reads():
+    assert sse_line_ends(b"data: 1\r\n\r\ndata: 2\r\rdata: 3") == (b"data: 1\n\ndata: 2\n\ndata: 3")
+    # A CR at the end of a read may be the first half of a CRLF: kept for the next read.
+    first = sse_line_ends(b"data: 1\r\n\r")
+    assert first == b"data: 1\n\r"
+    assert sse_line_ends(first + b"\ndata: 2") == b"data: 1\n\ndata: 2"
+
+
+class _SSEHandler(BaseHTTPRequestHandler):
+    """An OpenAI-compatible upstream that streams with CRLF line ends, in pieces, then sends
+    an error object mid-stream."""
+
+    pieces: list[bytes] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        for piece in self.pieces:
+            self.wfile.write(piece)
+            self.wfile.flush()
+            time.sleep(0.05)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def sse_upstream():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _SSEHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _chunk(content: str) -> bytes:
+    return json.dumps({"choices": [{"index": 0, "delta": {"content": content}}]}).encode()
+
+
+def test_a_stream_is_read_in_batches_and_an_error_chunk_raises(
+    brand, make_openai_credential, sse_upstream
+):
+    _SSEHandler.pieces = [
+        b"data: " + _chunk("Hel") + b"\r\n\r\ndata: " + _chunk("lo") + b"\r",  # CR | LF
+        b"\n\r\n: keep-alive\r\n\r\n",
+        b"data: " + json.dumps({"error": {"message": "overloaded mid-stream"}}).encode(),
+        b"\r\n\r\n",
+    ]
+    port = sse_upstream.server_address[1]
+    credential = make_openai_credential(brand, api_base=f"http://127.0.0.1:{port}/v1")
+    stream = chat_completion_stream(
+        fresh(credential), model="gpt-4o", kwargs={**HELLO, "max_tokens": 5}
+    )
+    assert stream.first == [_chunk("Hel")]
+    batches = stream.batches()
+    assert next(batches) == [_chunk("Hel")]
+    assert next(batches) == [_chunk("lo")]
+    with pytest.raises(ProviderServerError):  # as the SDK's own stream raises it
+        next(batches)
+    stream.close()
