@@ -43,7 +43,10 @@ class HandlerResult:
     finalize: Callable[[AIJob], None] | None = None
     # Group commit: instead of ``finalize``, ``finalize_many`` is called once for all the
     # jobs completed in one transaction whose outcomes name it, with each job and its
-    # ``ledger`` (what to write for it), so their rows are written in bulk.
+    # ``ledger`` (what to write for it), so their rows are written in bulk. It runs in
+    # pipeline mode (``megahub.fastsql.pipelined``): it reads results only through
+    # fetches, or a row count after ``megahub.fastsql.results()`` — not through the ORM's
+    # ``save()``/``update()``, which read row counts without it.
     finalize_many: Callable[[list[tuple[AIJob, Any]]], None] | None = None
     ledger: Any = None
     # Called when the result is discarded (job cancelled meanwhile, or another run won).

@@ -36,6 +36,7 @@ from django.utils import timezone
 from ai_core.handlers import BatchRefused
 from ai_core.models import AIJob, Brand
 from megahub.errors import ApplicationError
+from megahub.fastsql import results
 from megahub.metrics import record_budget_rejection
 from megahub.refcache import RefCache
 
@@ -395,6 +396,7 @@ def _reserve_sql() -> str:
 def _rowcount(sql: str, params: list[Any]) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+        results()  # in pipeline mode, the row count comes with the results
         return cursor.rowcount
 
 
@@ -404,6 +406,20 @@ def _returning(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+def _returning_all(statements: list[tuple[str, list[Any]]]) -> list[list[tuple[Any, ...]]]:
+    """``_returning`` for several statements, all sent before any result is read: in
+    pipeline mode (``megahub.fastsql.pipelined``) one round trip for all of them."""
+    cursors = []
+    try:
+        for sql, params in statements:
+            cursors.append(cursor := connection.cursor())
+            cursor.execute(sql, params)
+        return [cursor.fetchall() for cursor in cursors]
+    finally:
+        for cursor in cursors:
+            cursor.close()
 
 
 def _table(model: type) -> str:
@@ -506,23 +522,25 @@ def budget_settle_many(settlements: list[Settlement]) -> dict[int, list[BudgetCo
             delta[0] += to_units(amount)
             delta[1] += to_units(actual)
     order = {str(metric): index for index, metric in enumerate(METRIC_ORDER)}
+    keys = sorted(deltas, key=lambda key: (key[0], order[key[1]], key[2]))
+    written = _returning_all(
+        [
+            (
+                _settle_sql(),
+                [
+                    *(deltas[key][0], deltas[key][1]) * 2,
+                    key[0],
+                    key[1],
+                    connection.ops.adapt_datefield_value(date.fromisoformat(key[2])),
+                ],
+            )
+            for key in keys
+        ]
+    )
     touched: dict[int, list[BudgetCounter]] = {}
-    for (brand_id, metric, day), (amount_units, actual_units) in sorted(
-        deltas.items(), key=lambda entry: (entry[0][0], order[entry[0][1]], entry[0][2])
-    ):
+    for (brand_id, metric, day), rows in zip(keys, written, strict=True):
         period = date.fromisoformat(day)
-        for pk, spent, reserved_units, limit in _returning(
-            _settle_sql(),
-            [
-                amount_units,
-                actual_units,
-                amount_units,
-                actual_units,
-                brand_id,
-                metric,
-                connection.ops.adapt_datefield_value(period),
-            ],
-        ):
+        for pk, spent, reserved_units, limit in rows:
             touched.setdefault(brand_id, []).append(
                 BudgetCounter(
                     pk=pk,

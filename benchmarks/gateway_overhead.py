@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import base64
 import http.client
+import itertools
 import json
 import math
 import os
@@ -53,6 +54,7 @@ import threading
 import time
 import traceback
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -815,7 +817,11 @@ def measure_request_cost(fixtures: dict[str, Any], fake_root: str) -> dict[str, 
         if original_check is not None:
             ConnectionPool.check_connection = staticmethod(counting_check)  # type: ignore[method-assign]
         try:
-            with connection.execute_wrapper(wrapper), CaptureQueriesContext(connection) as ctx:
+            with (
+                connection.execute_wrapper(wrapper),
+                CaptureQueriesContext(connection) as ctx,
+                pg_round_trips(pool) as pg_trips,
+            ):
                 status = send(kind)
         finally:
             redis.Redis.execute_command = original_execute  # type: ignore[method-assign]
@@ -840,6 +846,7 @@ def measure_request_cost(fixtures: dict[str, Any], fake_root: str) -> dict[str, 
             "rollbacks": transaction_control["ROLLBACK"],
             "query_count": len(ctx.captured_queries),
             "health_checks": counts["health checks"],
+            "pg_round_trips": pg_trips[0],
             "redis": list(redis_commands),
             "provider_calls": provider_calls,
         }
@@ -1202,12 +1209,41 @@ def render_targets(
     return lines
 
 
+@contextmanager
+def pg_round_trips(pool: Any) -> Any:
+    """Count the round trips to PostgreSQL in the block, on every connection of this
+    process's pool (a request takes one, gives it back before the provider call and takes
+    one again): libpq's protocol trace of each, where each turn from messages sent (F) to
+    messages received (B) is one round trip. Statements sent together in pipeline mode
+    count once."""
+    from django.db import connection
+    from psycopg import pq
+
+    count = [0]
+    conns = list(pool._pool) if pool is not None else []
+    if connection.connection is not None:
+        conns.append(connection.connection)
+    traces = []
+    for conn in conns:
+        trace = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finally
+        conn.pgconn.trace(trace.fileno())
+        conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        traces.append((conn, trace))
+    try:
+        yield count
+    finally:
+        for conn, trace in traces:
+            conn.pgconn.untrace()
+            trace.seek(0)
+            sides = [line[:1] for line in trace.read().splitlines() if line[:1] in (b"F", b"B")]
+            count[0] += sum(1 for pair in itertools.pairwise(sides) if pair == (b"F", b"B"))
+            trace.close()
+
+
 def round_trips(cost: dict[str, Any]) -> int:
-    """Every wait on another process: SQL statements, savepoints, BEGIN/COMMIT, the health
-    check, Redis commands and provider calls."""
-    sql = cost["statement_count"] + cost["savepoints"] + cost["begins"] + cost["commits"]
-    sql += cost["rollbacks"] + cost["health_checks"]
-    return sql + len(cost["redis"]) + cost["provider_calls"]
+    """Every wait on another process: PostgreSQL's round trips (as traced), Redis commands
+    and provider calls."""
+    return cost["pg_round_trips"] + len(cost["redis"]) + cost["provider_calls"]
 
 
 def render_analysis(
@@ -1350,17 +1386,21 @@ def render_costs(costs: dict[str, Any]) -> list[str]:
         "pool: its empty query when the request takes a connection given back more than "
         "`DB_POOL_CHECK_AFTER` = 0.5 s before, at the first query or after the provider "
         "call; without it: Django's `SELECT 1` on a persistent connection's first use in each "
-        "request).",
+        "request); *PostgreSQL round trips*: counted from libpq's protocol trace of the "
+        "pool's connections (each turn from sending to receiving), so statements sent together "
+        "in pipeline mode (the completion's writes: `megahub.fastsql.pipelined`) count once.",
         "",
         "| request | SQL statements | SAVEPOINT + RELEASE | transactions (BEGIN + COMMIT) "
-        "| health check | Redis commands | provider calls | round trips in all |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| health check | PostgreSQL round trips | Redis commands | provider calls "
+        "| round trips in all |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for kind, c in costs.items():
         lines.append(
             f"| {kind} | {c['statement_count']} | {c['savepoints']} | "
             f"{c['commits']} ({c['begins']} + {c['commits']}) | {c['health_checks']} | "
-            f"{len(c['redis'])} | {c['provider_calls']} | **{round_trips(c)}** |"
+            f"{c['pg_round_trips']} | {len(c['redis'])} | {c['provider_calls']} | "
+            f"**{round_trips(c)}** |"
         )
     gateway = costs.get("gateway")
     if gateway:

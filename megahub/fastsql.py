@@ -13,17 +13,61 @@ What they do not do, like ``bulk_create`` / ``QuerySet.update``: send model sign
 call ``save()``. Use them only for rows no signal receiver cares about (the job, attempt,
 usage and OpenAI job rows; reference rows keep the ORM, whose signals clear the caches of
 ``megahub.refcache``).
+
+``pipelined()`` sends a block's statements to PostgreSQL without waiting for each one's
+result (psycopg's pipeline mode): a result is waited for only where the code reads one, so
+a completion's rows cost a few round trips instead of one each. Inside it, ``insert_rows``
+sets the primary keys when the block ends, and a row count must be read after
+``results()``: the ORM reads row counts without it (``save()`` decides between UPDATE and
+INSERT on one), so only code written for it runs in such a block.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
 from django.db import connection
 from django.db.models import Field, Model
 from django.db.models.fields import AutoFieldMixin
+
+_local = threading.local()
+
+
+@contextmanager
+def pipelined() -> Iterator[None]:
+    """The block's statements in pipeline mode on PostgreSQL (see the module docstring);
+    elsewhere, or nested in another such block, as they are. The rows ``insert_rows``
+    wrote get their primary keys at the end of the outermost block, if it succeeds."""
+    if connection.vendor != "postgresql" or getattr(_local, "pending", None) is not None:
+        yield
+        return
+    connection.ensure_connection()
+    pending: list[tuple[Any, Sequence[Model]]] = []
+    _local.pending = pending
+    try:
+        # psycopg's errors surface where the pipeline syncs: as Django's, like a query's.
+        with connection.wrap_database_errors, connection.connection.pipeline() as pipeline:
+            _local.pipeline = pipeline
+            yield
+        for cursor, objs in pending:
+            _set_ids(objs, [row[0] for row in cursor.fetchall()])
+    finally:
+        _local.pending = _local.pipeline = None
+        for cursor, _ in pending:
+            cursor.close()
+
+
+def results() -> None:
+    """Inside ``pipelined()``: wait for the results of the statements sent so far (before
+    reading a row count). Elsewhere: nothing to do."""
+    pipeline = getattr(_local, "pipeline", None)
+    if pipeline is not None:
+        with connection.wrap_database_errors:
+            pipeline.sync()
 
 
 @cache
@@ -92,6 +136,13 @@ def insert_rows(objs: Sequence[Model]) -> None:
     else:
         params = [value for row in rows for value in row]
         sql = _insert_sql(model, connection.vendor, len(objs), can_return)
+    pending = getattr(_local, "pending", None)
+    if pending is not None and can_return:
+        # Pipeline mode: the ids are read when the block ends, not waited for now.
+        cursor = connection.cursor()
+        pending.append((cursor, objs))
+        cursor.execute(sql, params)
+        return
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         ids = (
@@ -99,6 +150,10 @@ def insert_rows(objs: Sequence[Model]) -> None:
             if can_return
             else [connection.ops.last_insert_id(cursor, model._meta.db_table, "id")]
         )
+    _set_ids(objs, ids)
+
+
+def _set_ids(objs: Sequence[Model], ids: list[Any]) -> None:
     for obj, pk in zip(objs, ids, strict=True):
         obj.pk = pk
         obj._state.adding = False
@@ -139,6 +194,7 @@ def update_row(model: type[Model], values: dict[str, Any], **where: Any) -> int:
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+        results()
         return cursor.rowcount
 
 

@@ -28,7 +28,7 @@ from django.utils import timezone
 from megahub.db import release_connection
 from megahub.errors import ApplicationError, ValidationFailed
 from megahub.exception_handler import internal_error_body
-from megahub.fastsql import insert_rows, update_row, update_rows
+from megahub.fastsql import insert_rows, pipelined, update_row, update_rows
 from megahub.refcache import RefCache
 from megahub.tracing import current_trace_id
 
@@ -655,18 +655,23 @@ def _completions_transaction(units: list[_Completion]) -> None:
             else:
                 unit.values = None
                 unit.context.run(_discard, unit)
-        # The runs' last attempt rows (a discarded result's too: the call was made).
+        # The runs' last attempt rows (a discarded result's too: the call was made), there
+        # before any ``finalize`` runs; with the bulk writes of ``finalize_many`` in
+        # pipeline mode (a round trip only where a result is read).
         attempt_rows = [row for unit in units for row in unit.unsaved]
-        insert_rows(attempt_rows)
         groups: dict[Any, list[tuple[AIJob, Any]]] = {}
         for unit in written:
             outcome = unit.outcome
             if outcome.finalize_many is not None:
                 groups.setdefault(outcome.finalize_many, []).append((unit.job, outcome.ledger))
             elif outcome.finalize is not None:
+                insert_rows(attempt_rows)
+                attempt_rows = []
                 unit.context.run(outcome.finalize, unit.job)
-        for finalize_many, items in groups.items():
-            finalize_many(items)
+        with pipelined():
+            insert_rows(attempt_rows)
+            for finalize_many, items in groups.items():
+                finalize_many(items)
 
 
 def _completion_values(unit: _Completion) -> dict[str, Any]:

@@ -1,15 +1,19 @@
 """``megahub.fastsql``: the hot path's INSERT / UPDATE without the ORM's per-call compiling
 write exactly what the ORM writes (defaults, auto_now, JSON, decimals, foreign keys)."""
 
+import itertools
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from ai_core.models import AIJob, AIJobType, JobAttempt, JobStatus
 from ai_usage.models import UsageRecord
-from megahub.fastsql import insert_rows, update_row, update_rows
+from megahub.fastsql import insert_rows, pipelined, update_row, update_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -182,3 +186,80 @@ def test_update_rows_updates_only_the_rows_whose_condition_holds(brand, job_type
     assert stored[jobs[3].pk].status == JobStatus.COMPLETED
     assert stored[jobs[3].pk].result is None
     assert stored[jobs[1].pk].status == JobStatus.RUNNING
+
+
+# --- pipelined(): PostgreSQL's pipeline mode --------------------------------------------------
+
+
+@contextmanager
+def round_trips() -> Iterator[list[int]]:
+    """Count the round trips to PostgreSQL in the block: libpq's protocol trace, each turn
+    from messages sent (F) to messages received (B)."""
+    from psycopg import pq
+
+    count = [0]
+    pgconn = connection.connection.pgconn
+    with tempfile.TemporaryFile() as trace:
+        pgconn.trace(trace.fileno())
+        pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+        try:
+            yield count
+        finally:
+            pgconn.untrace()
+            trace.seek(0)
+            sides = [line[:1] for line in trace.read().splitlines() if line[:1] in (b"F", b"B")]
+            count[0] = sum(1 for a, b in itertools.pairwise(sides) if (a, b) == (b"F", b"B"))
+
+
+def _three_inserts(brand, job_type) -> list[AIJob]:
+    jobs = [new_job(brand, job_type) for _ in range(3)]
+    for job in jobs:
+        insert_rows([job])
+    return jobs
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pipelined_writes_wait_for_the_server_once(brand, job_type):
+    if connection.vendor != "postgresql":
+        pytest.skip("pipeline mode is PostgreSQL's")
+    with transaction.atomic():
+        _three_inserts(brand, job_type)  # BEGIN sent: only the INSERTs are counted below
+        with round_trips() as plain:
+            _three_inserts(brand, job_type)
+        with round_trips() as piped, pipelined():
+            jobs = _three_inserts(brand, job_type)
+            assert all(job.pk is None for job in jobs)  # ids come at the end of the block
+    assert plain == [3]
+    assert piped == [1]  # the three INSERTs, and their ids, in one round trip
+    stored = AIJob.objects.filter(pk__in=[job.pk for job in jobs])
+    assert sorted(job.public_id for job in stored) == sorted(job.public_id for job in jobs)
+    assert not any(job._state.adding for job in jobs)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_row_counts_in_pipeline_mode_come_after_results(brand, job_type):
+    job = new_job(brand, job_type)
+    insert_rows([job])
+    with transaction.atomic(), pipelined():
+        assert update_row(AIJob, {"progress": 50}, id=job.pk, status=JobStatus.RUNNING) == 1
+        assert update_row(AIJob, {"progress": 60}, id=job.pk, status=JobStatus.QUEUED) == 0
+    job.refresh_from_db()
+    assert job.progress == 50
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_in_pipeline_mode_rolls_back_and_sets_no_ids(brand, job_type):
+    from django.db import IntegrityError
+
+    first = new_job(brand, job_type)
+    insert_rows([first])
+    clash = new_job(brand, job_type)
+    clash.public_id = first.public_id  # unique
+    fine = new_job(brand, job_type)
+    with pytest.raises(IntegrityError), transaction.atomic(), pipelined():  # noqa: PT012
+        insert_rows([fine])
+        insert_rows([clash])
+    assert clash.pk is None
+    if connection.vendor == "postgresql":
+        assert fine.pk is None  # its id would have come at the end of the block
+    assert AIJob.objects.count() == 1  # rolled back
