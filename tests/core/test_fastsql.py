@@ -14,6 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from ai_core.models import AIJob, AIJobType, JobAttempt, JobStatus
 from ai_usage.models import UsageRecord
 from megahub.fastsql import insert_rows, pipelined, update_row, update_rows
+from tests.observability.test_db_pool import require_postgres
 
 pytestmark = pytest.mark.django_db
 
@@ -220,8 +221,7 @@ def _three_inserts(brand, job_type) -> list[AIJob]:
 
 @pytest.mark.django_db(transaction=True)
 def test_pipelined_writes_wait_for_the_server_once(brand, job_type):
-    if connection.vendor != "postgresql":
-        pytest.skip("pipeline mode is PostgreSQL's")
+    require_postgres()  # pipeline mode is PostgreSQL's (fails, not skips, with CI=true)
     with transaction.atomic():
         _three_inserts(brand, job_type)  # BEGIN sent: only the INSERTs are counted below
         with round_trips() as plain:

@@ -240,17 +240,8 @@ CHAT_BODY = {
 
 def _peak_connections(application_name: str, stop: threading.Event, peak: list[int]) -> None:
     """Poll pg_stat_activity for the server's connections (tagged by application_name)."""
-    import psycopg
-
     db = connection.settings_dict
-    with psycopg.connect(
-        host=db["HOST"] or "127.0.0.1",
-        port=db["PORT"] or 5432,
-        user=db["USER"] or "postgres",
-        password=db.get("PASSWORD") or None,
-        dbname="postgres",
-        autocommit=True,
-    ) as monitor:
+    with _raw_connection("postgres") as monitor:
         while not stop.is_set():
             (count,) = monitor.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
@@ -313,7 +304,8 @@ def test_gunicorn_threads_beyond_the_pool_share_its_connections(
 # --- The pool's check (megahub/postgresql/base.py) ----------------------------------------
 
 
-def _raw_connection() -> Any:
+def _raw_connection(dbname: str | None = None) -> Any:
+    """A psycopg connection of its own to the test server (the test database by default)."""
     import psycopg
 
     db = connection.settings_dict
@@ -322,7 +314,7 @@ def _raw_connection() -> Any:
         port=db["PORT"] or 5432,
         user=db["USER"] or "postgres",
         password=db.get("PASSWORD") or None,
-        dbname=db["NAME"],
+        dbname=dbname or db["NAME"],
         autocommit=True,
     )
 
