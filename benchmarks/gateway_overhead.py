@@ -29,7 +29,7 @@ Usage::
     .venv/bin/python benchmarks/gateway_overhead.py
         [--database-url postgres://postgres@127.0.0.1:5432/megahub_bench_gateway]
         [--redis-url redis://127.0.0.1:6379/10] [--workers N] [--threads N]
-        [--duration 10] [--slow-duration 15] [--only fake,gateway,chat] [--no-docs] [--keep-db]
+        [--duration 10] [--slow-duration 15] [--only fake,bare,gateway,chat] [--no-docs] [--keep-db]
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ TARGET_LABELS = {
     "fake": "fake server alone",
     "gateway": "`POST /ai/v1/chat/completions`",
     "chat": "`POST /ai/openai/chat/`",
+    "bare": "bare Django relay (reference)",
 }
 
 
@@ -111,7 +112,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0, help="s, instant upstream")
     parser.add_argument("--slow-duration", type=float, default=15.0, help="s, 1 s upstream")
     parser.add_argument("--warmup", type=float, default=2.0, help="s before each window")
-    parser.add_argument("--only", default="fake,gateway,chat", help="targets to run")
+    parser.add_argument("--only", default="fake,bare,gateway,chat", help="targets to run")
     parser.add_argument("--no-docs", action="store_true", help="do not write docs")
     parser.add_argument("--keep-db", action="store_true", help="do not drop the database")
     parser.add_argument("--load-worker", action="store_true", help=argparse.SUPPRESS)
@@ -334,12 +335,14 @@ def start_fake(port: int, latency_ms: int) -> subprocess.Popen[str]:
     return process
 
 
-def start_gunicorn(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
+def start_gunicorn(
+    env: dict[str, str], port: int, log_path: Path, app: str = "megahub.wsgi"
+) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
             [
                 str(REPO_ROOT / ".venv" / "bin" / "gunicorn"),
-                "megahub.wsgi",
+                app,
                 "-c",
                 str(REPO_ROOT / "gunicorn.conf.py"),
                 "-b",
@@ -563,7 +566,7 @@ class Scenario:
 def scenarios(only: set[str]) -> list[Scenario]:
     plan = []
     for concurrency in (1, 8, 32):
-        plan += [Scenario(t, 0, concurrency) for t in ("fake", "gateway", "chat")]
+        plan += [Scenario(t, 0, concurrency) for t in ("fake", "bare", "gateway", "chat")]
     for concurrency in (32, 256):
         plan += [
             Scenario("fake", SLOW_MS, concurrency),
@@ -572,6 +575,7 @@ def scenarios(only: set[str]) -> list[Scenario]:
             Scenario("gateway", SLOW_MS, concurrency, stream=True),
             Scenario("chat", SLOW_MS, concurrency),
         ]
+    plan.append(Scenario("bare", SLOW_MS, 256))
     # The fake server alone always runs: it is the baseline of the "added" column.
     return [s for s in plan if s.target in only or s.target == "fake"]
 
@@ -1281,6 +1285,31 @@ def render_analysis(
             f"the same call through the `openai` SDK costs {extras.get('sdk_ms', math.nan):.1f}"
             " ms in-process."
         )
+        bare1 = _find(results, target="bare", latency_ms=0, concurrency=1)
+        bare8 = _find(results, target="bare", latency_ms=0, concurrency=8)
+        bare256 = _find(results, target="bare", latency_ms=SLOW_MS, concurrency=256)
+        fake1 = _find(results, target="fake", latency_ms=0, concurrency=1)
+        if bare1 and bare8 and fake1:
+            bare_ms = 1000 * bare8["cpu"].get("gunicorn", 0.0) / max(0.001, bare8["rps"])
+            lines.append(
+                "- **The floor on this machine.** A bare Django view that only relays the "
+                "call through the `openai` SDK (benchmarks/bare_relay.py: no middleware, no "
+                "authentication, no database, same gunicorn configuration) adds "
+                f"{bare1['p50'] - fake1['p50']:.1f} ms at concurrency 1 and serves "
+                f"{bare8['rps']:.0f} req/s at concurrency 8 here, for {bare_ms:.1f} ms of "
+                "gunicorn CPU per request"
+                + (
+                    f"; with the 1 s upstream and 256 clients, {bare256['rps']:.0f} req/s "
+                    f"(p95 {bare256['p95'] / 1000:.2f} s)"
+                    if bare256
+                    else ""
+                )
+                + ". The issue measured such a view at about +3 ms and 650 req/s on its "
+                "machine. The gateway's own work (authentication, validation, rate limit, "
+                "budget reservation and settlement, job, attempt and usage rows) costs "
+                f"{gunicorn_ms - bare_ms:.1f} ms of gunicorn CPU per request more, plus "
+                f"{postgres_ms:.1f} ms in PostgreSQL."
+            )
         timing = gateway.get("timing", {})
         python_ms = timing.get("ms", 0.0) - timing.get("sql_ms", 0.0) - timing.get("redis_ms", 0.0)
         lines.append(
@@ -1344,7 +1373,11 @@ def render_analysis(
             + ", ".join(f"{probe_ms[n]:.2f} ms with {n:,} requests in the window" for n in sizes)
             + " (one call, round trip included, measured on a probe key)."
         )
-    slow = [(s, r) for s, r in results.items() if s.target != "fake" and s.latency_ms == SLOW_MS]
+    slow = [
+        (s, r)
+        for s, r in results.items()
+        if s.target in ("gateway", "chat") and s.latency_ms == SLOW_MS
+    ]
     if slow:
         peak = max(r["peak_backends"] for _, r in slow)
         failed = {
@@ -1459,30 +1492,54 @@ def run_scenarios(
     fake_port: int,
     log_path: Path,
 ) -> dict[Scenario, dict[str, Any]]:
-    api_port = free_port()
+    api_port, bare_port = free_port(), free_port()
     plan = scenarios(set(args.only.split(",")))
     results: dict[Scenario, dict[str, Any]] = {}
     headers = {
         "fake": {"Authorization": f"Bearer {UPSTREAM_KEY}"},
         "gateway": {"Authorization": f"Bearer {fixtures['api_key']}"},
         "chat": {"Authorization": f"Bearer {fixtures['jwt']}", "X-Brand-ID": BRAND},
+        "bare": {},
     }
     paths = {
         "fake": "/v1/chat/completions",
         "gateway": "/ai/v1/chat/completions",
         "chat": "/ai/openai/chat/",
+        "bare": "/v1/chat/completions",
+    }
+    bare_env = {
+        **env,
+        "DJANGO_SETTINGS_MODULE": "benchmarks.bare_relay",
+        "BARE_RELAY_UPSTREAM": f"http://127.0.0.1:{fake_port}/v1",
+        "BARE_RELAY_KEY": UPSTREAM_KEY,
     }
     for latency in sorted({s.latency_ms for s in plan}):
+        here = [s for s in plan if s.latency_ms == latency]
         fake = start_fake(fake_port, latency)
-        server = start_gunicorn(env, api_port, log_path)
-        probe = Probe(server.pid, fake.pid, args.database_url)
-        log(f"upstream {latency} ms: gunicorn pid {server.pid}, RSS {probe.gunicorn_rss_kb()} kB")
+        servers: dict[str, subprocess.Popen[bytes]] = {}
+        probes: dict[str, Probe] = {}
         try:
-            for scenario in (s for s in plan if s.latency_ms == latency):
+            # MEGAHUB's server for the gateway and the chat API; the bare relay's own
+            # (benchmarks/bare_relay.py, same gunicorn.conf.py) for the reference rows.
+            for name, port, server_env_, app in (
+                ("megahub", api_port, env, "megahub.wsgi"),
+                ("bare", bare_port, bare_env, "django.core.wsgi:get_wsgi_application()"),
+            ):
+                if name == "megahub" or any(s.target == "bare" for s in here):
+                    servers[name] = start_gunicorn(server_env_, port, log_path, app)
+                    probes[name] = Probe(servers[name].pid, fake.pid, args.database_url)
+                    log(
+                        f"upstream {latency} ms: {name} gunicorn pid {servers[name].pid}, "
+                        f"RSS {probes[name].gunicorn_rss_kb()} kB"
+                    )
+            for scenario in here:
                 slow = latency > 0
+                server_name = "bare" if scenario.target == "bare" else "megahub"
+                probe = probes[server_name]
+                ports = {"fake": fake_port, "bare": bare_port}
                 spec = {
                     "host": "127.0.0.1",
-                    "port": fake_port if scenario.target == "fake" else api_port,
+                    "port": ports.get(scenario.target, api_port),
                     "path": paths[scenario.target],
                     "headers": headers[scenario.target],
                     "body": STREAM_BODY if scenario.stream else REQUEST_BODY,
@@ -1508,8 +1565,10 @@ def run_scenarios(
                 )
                 time.sleep(1.0)
         finally:
-            probe.close()
-            stop(server)
+            for probe in probes.values():
+                probe.close()
+            for server in servers.values():
+                stop(server)
             stop(fake)
     return results
 
