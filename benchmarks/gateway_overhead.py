@@ -1087,7 +1087,9 @@ def render(
         "Request: `gpt-4o`, one short user message, `max_tokens: 16` (streamed: plus "
         "`stream: true, stream_options.include_usage`). The gateway is called with the "
         "`mh-` API key; `POST /ai/openai/chat/` with a JWT and `X-Brand-ID`. The fake "
-        "server alone is called with the same body at `/v1/chat/completions`.",
+        "server alone is called with the same body at `/v1/chat/completions`, and so is the "
+        "bare Django relay (benchmarks/bare_relay.py, the floor: a view that only relays "
+        "through the `openai` SDK, served by its own gunicorn with the same configuration).",
         "",
         "Load: a separate process (asyncio, raw-socket HTTP/1.1 keep-alive connections, one "
         f"request in flight per connection), {args.warmup:.0f} s warm-up then a "
@@ -1128,8 +1130,10 @@ def render(
         proxied = scenario.target != "fake"
         rss = f"{r['peak_rss_mb']:.0f}" if proxied else "–"
         server_cpu = fmt_ms(r["server_cpu_ms"]) if proxied else "–"
-        backends = str(r["peak_backends"]) if proxied else "–"
-        waits = f"{r['locks']['waiting']:.1f}" if proxied else "–"
+        # The bare relay uses no database: the probe's counts are the idle API server's.
+        uses_db = scenario.target in ("gateway", "chat")
+        backends = str(r["peak_backends"]) if uses_db else "–"
+        waits = f"{r['locks']['waiting']:.1f}" if uses_db else "–"
         cpu = r["cpu"]
         lines.append(
             f"| {TARGET_LABELS[scenario.target]} | {upstream} | {scenario.concurrency} | "
