@@ -7,8 +7,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import F, Q
+
+# The largest override each kind of limit takes. Counters hold micro-units in a 64-bit
+# integer (``BudgetCounter``): a token quota above 10^12 (times 10^6 units) would not fit
+# with room for spend and reservations; the per-day and per-minute limits are 32-bit
+# columns.
+MAX_TOKEN_QUOTA = 10**12
+MAX_INT_LIMIT = 2**31 - 1
 
 
 class BrandQuota(models.Model):
@@ -17,11 +25,21 @@ class BrandQuota(models.Model):
     brand = models.OneToOneField("ai_core.Brand", on_delete=models.CASCADE, related_name="quota")
     o3_daily_budget = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
     daily_budget = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
-    daily_reasoning_jobs_limit = models.PositiveIntegerField(null=True, blank=True)
-    monthly_token_quota = models.PositiveBigIntegerField(null=True, blank=True)
-    o3_monthly_token_quota = models.PositiveBigIntegerField(null=True, blank=True)
-    rpm_limit = models.PositiveIntegerField(null=True, blank=True)
-    tpm_limit = models.PositiveIntegerField(null=True, blank=True)
+    daily_reasoning_jobs_limit = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(MAX_INT_LIMIT)]
+    )
+    monthly_token_quota = models.PositiveBigIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(MAX_TOKEN_QUOTA)]
+    )
+    o3_monthly_token_quota = models.PositiveBigIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(MAX_TOKEN_QUOTA)]
+    )
+    rpm_limit = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(MAX_INT_LIMIT)]
+    )
+    tpm_limit = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(MAX_INT_LIMIT)]
+    )
     alert_webhook_url = models.URLField(blank=True, default="")
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -43,6 +61,17 @@ UNITS_PER = Decimal(1_000_000)
 def to_units(amount: Decimal | int) -> int:
     """An amount (USD to the micro-dollar, or a count) as integer micro-units."""
     return int((Decimal(amount) * UNITS_PER).to_integral_value())
+
+
+# A counter's limit never exceeds this, whatever a setting says: 2^62 micro-units is far
+# beyond any real budget or quota, and leaves as much again for spend and reservations
+# below the 64-bit ceiling.
+MAX_LIMIT_UNITS = 2**62
+
+
+def limit_to_units(limit: Decimal | int) -> int:
+    """A budget or quota limit as a counter's ``limit_units`` (capped, see above)."""
+    return min(to_units(limit), MAX_LIMIT_UNITS)
 
 
 def from_units(units: int) -> Decimal:

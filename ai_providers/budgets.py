@@ -45,6 +45,7 @@ from .budget_models import (
     BudgetCounter,
     BudgetMetric,
     BudgetReservation,
+    limit_to_units,
     to_units,
 )
 from .errors import ProvidersErrorCode
@@ -189,7 +190,7 @@ def _counters_ensure(brand: Brand, items: list[dict[str, Any]]) -> None:
                 brand=brand,
                 metric=item["metric"],
                 period=date.fromisoformat(item["period"]),
-                limit_units=to_units(Decimal(item["limit"])),
+                limit_units=limit_to_units(Decimal(item["limit"])),
             )
             for item in items
         ],
@@ -258,7 +259,7 @@ def budget_reserve_many(claims: list[BudgetClaim], *, now: datetime | None = Non
             key = (brand.pk, item["metric"], item["period"])
             entry = deltas.get(key)
             if entry is None:
-                entry = deltas[key] = [0, to_units(Decimal(item["limit"])), item, claim]
+                entry = deltas[key] = [0, limit_to_units(Decimal(item["limit"])), item, claim]
             entry[0] += to_units(Decimal(item["amount"]))
     ensured = not _known_counters.issuperset(deltas)
     if ensured:

@@ -12,6 +12,7 @@ from typing import Any
 from django.utils import timezone
 from rest_framework import serializers
 
+from .budget_models import MAX_INT_LIMIT, MAX_TOKEN_QUOTA
 from .models import Provider, ProviderCredential
 from .services import API_KEY_MAX_LENGTH
 
@@ -155,12 +156,20 @@ class QuotaUpdateSerializer(serializers.Serializer):
         max_digits=14, decimal_places=6, min_value=0, allow_null=True, required=False
     )
     daily_reasoning_jobs_limit = serializers.IntegerField(
-        min_value=0, allow_null=True, required=False
+        min_value=0, max_value=MAX_INT_LIMIT, allow_null=True, required=False
     )
-    monthly_token_quota = serializers.IntegerField(min_value=0, allow_null=True, required=False)
-    o3_monthly_token_quota = serializers.IntegerField(min_value=0, allow_null=True, required=False)
-    rpm_limit = serializers.IntegerField(min_value=1, allow_null=True, required=False)
-    tpm_limit = serializers.IntegerField(min_value=1, allow_null=True, required=False)
+    monthly_token_quota = serializers.IntegerField(
+        min_value=0, max_value=MAX_TOKEN_QUOTA, allow_null=True, required=False
+    )
+    o3_monthly_token_quota = serializers.IntegerField(
+        min_value=0, max_value=MAX_TOKEN_QUOTA, allow_null=True, required=False
+    )
+    rpm_limit = serializers.IntegerField(
+        min_value=1, max_value=MAX_INT_LIMIT, allow_null=True, required=False
+    )
+    tpm_limit = serializers.IntegerField(
+        min_value=1, max_value=MAX_INT_LIMIT, allow_null=True, required=False
+    )
     alert_webhook_url = serializers.URLField(allow_blank=True, required=False)
 
     def validate(self, attrs: dict) -> dict:

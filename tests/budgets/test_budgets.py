@@ -113,6 +113,45 @@ def test_quotas_api_get_and_patch(api_client, member_client, other_client, chat_
     assert_error(api_client.patch("/ai/quotas/", {}, format="json"), 400, "VALIDATION_ERROR")
 
 
+@pytest.mark.parametrize(
+    ("field", "too_large"),
+    [
+        ("monthly_token_quota", 10**12 + 1),
+        ("o3_monthly_token_quota", 2**63),
+        ("daily_reasoning_jobs_limit", 2**31),
+        ("rpm_limit", 2**63),
+        ("tpm_limit", 2**31),
+    ],
+)
+def test_quota_overrides_too_large_are_400_and_unwritten(api_client, brand, field, too_large):
+    response = api_client.patch("/ai/quotas/", {field: too_large}, format="json")
+    assert_error(response, 400, "VALIDATION_ERROR")
+    assert field in response.json()["field_errors"]
+    assert not BrandQuota.objects.filter(brand=brand).exclude(**{field: None}).exists()
+
+
+def test_largest_quota_overrides_and_settings_still_serve_calls(
+    api_client, chat_ready, fake_openai, brand, settings
+):
+    """The largest overrides the API takes, and a setting far beyond what a counter holds,
+    leave calls working: a counter's limit is capped below the 64-bit ceiling."""
+    largest = {
+        "monthly_token_quota": 10**12,
+        "o3_monthly_token_quota": 10**12,
+        "daily_reasoning_jobs_limit": 2**31 - 1,
+        "rpm_limit": 2**31 - 1,
+        "tpm_limit": 2**31 - 1,
+    }
+    response = api_client.patch("/ai/quotas/", largest, format="json")
+    assert response.status_code == 200, response.json()
+    assert api_client.post("/ai/openai/chat/", BODY, format="json").status_code == 200
+    settings.AI_O3_DAILY_BUDGET = Decimal("1e20")
+    api_client.patch("/ai/quotas/", {"o3_daily_budget": None}, format="json")
+    BudgetCounter.objects.filter(brand=brand).delete()
+    assert api_client.post("/ai/openai/chat/", BODY, format="json").status_code == 200
+    assert counter(brand, "o3_cost").limit_units == 2**62
+
+
 def test_spend_shows_in_quotas_and_quota_status(api_client, chat_ready, fake_openai, brand):
     cost = Decimal(api_client.post("/ai/openai/chat/", BODY, format="json").json()["cost_usd"])
     status = api_client.get("/ai/quotas/").json()
