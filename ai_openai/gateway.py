@@ -25,7 +25,7 @@ from rest_framework.response import Response
 
 from ai_core.models import AIJob, Brand, JobStatus
 from megahub.errors import ApplicationError, NotFound, PermissionDenied
-from megahub.exception_handler import api_exception_handler
+from megahub.exception_handler import api_exception_handler, openai_error_body
 from megahub.refcache import RefCache
 
 from .models import BrandApiKey
@@ -127,35 +127,11 @@ class ApiKeyAuthentication(BaseAuthentication):
         return 'Bearer realm="megahub-gateway"'
 
 
-ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    409: "conflict_error",
-    424: "invalid_request_error",
-    429: "rate_limit_error",
-}
-
-
 def openai_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """Our error, re-shaped as OpenAI's so SDK clients raise their usual exceptions."""
     response = api_exception_handler(exc, context)
     body = response.data if isinstance(response.data, dict) else {}
-    field_errors = body.get("field_errors") or {}
-    invalid = body.get("invalid_params") or list(field_errors)
-    message = body.get("detail", "Request failed.")
-    if field_errors:
-        message += " " + "; ".join(f"{k}: {' '.join(v)}" for k, v in field_errors.items())
-    response.data = {
-        "error": {
-            "message": message,
-            "type": ERROR_TYPES.get(response.status_code, "api_error"),
-            "param": invalid[0] if invalid else None,
-            "code": str(body.get("error_code", "error")).lower(),
-            "megahub": {k: v for k, v in body.items() if k != "detail"},
-        }
-    }
+    response.data = openai_error_body(body, response.status_code)
     return response
 
 

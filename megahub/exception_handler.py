@@ -51,6 +51,40 @@ CODE_BY_STATUS = {
 }
 
 
+# OpenAI's error ``type`` by status, for the OpenAI-compatible gateway (``/ai/v1/…``).
+OPENAI_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    424: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_error_body(body: dict[str, Any], status: int) -> dict[str, Any]:
+    """A SPEC §3 error body as the gateway sends it: OpenAI's ``{"error": {message, type,
+    param, code}}``, which the ``openai`` SDK reads (its exceptions take ``error``), with
+    our fields under ``error.megahub`` and, as §3 asks of every endpoint, at the top level
+    too (``detail``, ``error_code``, ``field_errors``, ``suggestions``, …)."""
+    field_errors = body.get("field_errors") or {}
+    invalid = body.get("invalid_params") or list(field_errors)
+    message = body.get("detail", "Request failed.")
+    if field_errors:
+        message += " " + "; ".join(f"{k}: {' '.join(v)}" for k, v in field_errors.items())
+    return {
+        "error": {
+            "message": message,
+            "type": OPENAI_ERROR_TYPES.get(status, "api_error"),
+            "param": invalid[0] if invalid else None,
+            "code": str(body.get("error_code", "error")).lower(),
+            "megahub": {k: v for k, v in body.items() if k != "detail"},
+        },
+        **body,
+    }
+
+
 def error_body(
     detail: str,
     error_code: str,

@@ -6,8 +6,15 @@ import logging
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import Resolver404, resolve
+from django.views.decorators.csrf import csrf_exempt
 
-from .exception_handler import CODE_BY_STATUS, error_body, internal_error_body
+from .exception_handler import (
+    CODE_BY_STATUS,
+    error_body,
+    internal_error_body,
+    openai_error_body,
+)
 from .tracing import trace_context, trace_id_from_headers
 
 logger = logging.getLogger("megahub.request")
@@ -80,9 +87,26 @@ class ApiErrorMiddleware:
         )
 
 
+NOT_FOUND_URL_NAME = "api-not-found"
+
+
+@csrf_exempt  # an unknown URL is a 404 for every method, not a CSRF refusal
 def json_not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    """handler404 and the catch-all for unknown API URLs."""
-    return JsonResponse(error_body("Not found.", "NOT_FOUND"), status=404)
+    """handler404 and the catch-all for unknown API URLs. A path that exists with a
+    trailing slash says so (``POST /ai/jobs`` → "did you mean /ai/jobs/")."""
+    detail, suggestions = "Not found.", []
+    if not request.path.endswith("/"):
+        try:
+            match = resolve(request.path + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.url_name != NOT_FOUND_URL_NAME:
+            detail = f"Not found. Did you mean {request.path}/ (with a trailing slash)?"
+            suggestions = [request.path + "/"]
+    body = error_body(detail, "NOT_FOUND", suggestions=suggestions)
+    if request.path.startswith("/ai/v1/"):  # the OpenAI-compatible gateway's shape
+        body = openai_error_body(body, 404)
+    return JsonResponse(body, status=404)
 
 
 def json_server_error(request: HttpRequest) -> JsonResponse:

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from .metrics import metrics_view
-from .middleware import json_not_found, json_server_error
+from .middleware import NOT_FOUND_URL_NAME, json_not_found, json_server_error
 
 
 def health(request: HttpRequest) -> JsonResponse:
@@ -28,7 +28,7 @@ urlpatterns = [
     path("ai/", include("ai_usage.urls")),
     path("ai/", include("ai_core.urls")),
     # Unknown URLs under the API prefixes answer in the API's JSON error format.
-    re_path(r"^(?:ai|api)(?:/.*)?$", json_not_found),
+    re_path(r"^(?:ai|api)(?:/.*)?$", json_not_found, name=NOT_FOUND_URL_NAME),
 ]
 
 handler404 = json_not_found

@@ -14,6 +14,35 @@ def test_unknown_api_url_is_json_404(path):
     assert_error(APIClient().get(path), 404, "NOT_FOUND")
 
 
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete"])
+@pytest.mark.parametrize("path", ["/ai/nope/", "/api/nope", "/ai/v2/things/"])
+def test_unknown_api_url_is_a_404_for_writes_too(method, path):
+    """Not a CSRF refusal (403): a real client sends no CSRF token, so the test client must
+    check CSRF as the server does."""
+    client = APIClient(enforce_csrf_checks=True)
+    body = assert_error(getattr(client, method)(path, {}, format="json"), 404, "NOT_FOUND")
+    assert body["suggestions"] == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("post", "/ai/jobs"), ("patch", "/ai/quotas"), ("post", "/api/auth/token")],
+)
+def test_a_missing_trailing_slash_is_a_404_that_names_the_url(method, path):
+    client = APIClient(enforce_csrf_checks=True)
+    body = assert_error(getattr(client, method)(path, {}, format="json"), 404, "NOT_FOUND")
+    assert body["suggestions"] == [path + "/"]
+    assert f"{path}/" in body["detail"]
+
+
+def test_unknown_gateway_url_is_a_404_in_both_shapes():
+    """Under /ai/v1/ the body is OpenAI's (the SDK raises NotFoundError) and §3's."""
+    response = APIClient(enforce_csrf_checks=True).post("/ai/v1/embeddings", {}, format="json")
+    body = assert_error(response, 404, "NOT_FOUND")
+    assert body["error"]["type"] == "not_found_error"
+    assert body["error"]["code"] == "not_found"
+
+
 def test_unknown_api_url_is_json_404_in_debug_too():
     with override_settings(DEBUG=True):
         assert_error(APIClient().get("/ai/nope/"), 404, "NOT_FOUND")

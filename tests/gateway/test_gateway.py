@@ -63,6 +63,11 @@ def test_sdk_error_temperature_on_o3_raises_bad_request(sdk, fake_openai):
     assert info.value.body["code"] == "invalid_parameter_for_model"
     assert info.value.body["param"] == "temperature"
     assert fake_openai.requests() == []
+    # SPEC §3's fields are at the top level too (the SDK reads only "error").
+    whole = info.value.response.json()
+    assert whole["error_code"] == "INVALID_PARAMETER_FOR_MODEL"
+    assert whole["detail"] == "O3 models don't support temperature parameter"
+    assert whole["invalid_params"] == ["temperature"]
 
 
 def test_sdk_models_list(sdk):
