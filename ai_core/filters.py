@@ -2,6 +2,13 @@ import django_filters
 
 from .models import AIJob, JobPriority, JobStatus
 
+# The closed value sets of ai_openai's ``OpenAIJob.generation`` and ``reasoning_effort``,
+# named here because ai_core cannot import the app that owns them (ai_usage reuses them
+# for its own ``generation``). tests/openai/test_list_filters.py keeps them equal to
+# ``AIModel.Generation`` and ``validation.REASONING_EFFORTS``.
+GENERATION_CHOICES = [("new", "New"), ("legacy", "Legacy")]
+REASONING_EFFORT_CHOICES = [("low", "Low"), ("medium", "Medium"), ("high", "High")]
+
 
 class JobFilter(django_filters.FilterSet):
     status = django_filters.MultipleChoiceFilter(choices=JobStatus.choices)
@@ -13,9 +20,12 @@ class JobFilter(django_filters.FilterSet):
     # Across relations owned by apps above ai_core, reached through the ORM's reverse
     # relations (never an import): ai_openai's OpenAIJob is ``job.openai_job``.
     openai_job__model = django_filters.CharFilter(field_name="openai_job__model")
-    openai_job__generation = django_filters.CharFilter(field_name="openai_job__generation")
-    openai_job__reasoning_effort = django_filters.CharFilter(
-        field_name="openai_job__reasoning_effort"
+    # Choice filters: an unknown value is a 400 naming the parameter, not an empty page.
+    openai_job__generation = django_filters.ChoiceFilter(
+        field_name="openai_job__generation", choices=GENERATION_CHOICES
+    )
+    openai_job__reasoning_effort = django_filters.ChoiceFilter(
+        field_name="openai_job__reasoning_effort", choices=REASONING_EFFORT_CHOICES
     )
     # ai_usage's UsageRecord is ``job.usage``.
     usage__execution_time_seconds__gte = django_filters.NumberFilter(

@@ -3,7 +3,18 @@ from typing import Any
 import django_filters
 from rest_framework.filters import OrderingFilter
 
+from ai_core.filters import GENERATION_CHOICES
+
 from .models import UsageAlert, UsageRecord
+
+# ai_providers' ``Provider.Code`` (ai_usage cannot import it); kept equal to it by
+# tests/openai/test_list_filters.py.
+PROVIDER_CHOICES = [
+    ("openai", "OpenAI"),
+    ("azure_openai", "Azure OpenAI"),
+    ("anthropic", "Anthropic"),
+    ("google", "Google"),
+]
 
 
 class CommaListFilter(django_filters.BaseInFilter, django_filters.CharFilter):
@@ -17,8 +28,9 @@ class UsageFilter(django_filters.FilterSet):
     total_cost__lte = django_filters.NumberFilter(field_name="total_cost", lookup_expr="lte")
     model_name = django_filters.CharFilter(field_name="model_name")
     model_name__in = CommaListFilter(field_name="model_name", lookup_expr="in")
-    generation = django_filters.CharFilter(field_name="generation")
-    provider = django_filters.CharFilter(field_name="provider")
+    # An unknown generation or provider is a 400 naming the parameter, as on the jobs lists.
+    generation = django_filters.ChoiceFilter(field_name="generation", choices=GENERATION_CHOICES)
+    provider = django_filters.ChoiceFilter(field_name="provider", choices=PROVIDER_CHOICES)
     job_type = django_filters.CharFilter(field_name="job_type")
     quality_score__gte = django_filters.NumberFilter(field_name="quality_score", lookup_expr="gte")
     cost_efficiency__gte = django_filters.NumberFilter(

@@ -141,7 +141,7 @@ def test_bad_filter_values_are_clear_errors(api_client, test_handler, query):
 
 @pytest.mark.django_db
 def test_job_types_list_with_categories(api_client, job_types):
-    rows = api_client.get("/ai/job-types/").json()
+    rows = api_client.get("/ai/job-types/").json()["results"]
     by_code = {row["code"]: row for row in rows}
     assert by_code["complex_reasoning"]["category"] == "reasoning"
     assert by_code["complex_reasoning"]["default_model"] == "o3"

@@ -298,7 +298,8 @@ def test_openai_jobs_list_filters_and_brand_scope(
 
 
 def test_models_listing(api_client, ai_ready):
-    rows = {row["name"]: row for row in api_client.get("/ai/openai/chat/").json()}
+    listed = api_client.get("/ai/openai/chat/?page_size=500").json()["results"]
+    rows = {row["name"]: row for row in listed}
     assert rows["o3"]["prices_per_million"] == {
         "input": "2.000000",
         "cached_input": "0.500000",

@@ -75,7 +75,8 @@ class Command(BaseCommand):
         wanted = ["gpt-4o", "o3"] if test_o3 else ["gpt-4o"]
         self._check(
             "models.list",
-            client.request("GET", "/ai/openai/chat/"),
+            # A paginated list: one page large enough for the whole registry.
+            client.request("GET", "/ai/openai/chat/", params={"page_size": 500}),
             status=200,
             verify=lambda body: _models_available(body, wanted),
         )
@@ -223,6 +224,8 @@ def _me(body: Any) -> str | None:
 
 
 def _models_available(body: Any, wanted: list[str]) -> str | None:
+    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+        return "the answer is not a paginated list (count, next, previous, results)"
     available = {m.get("name") for m in items(body) if isinstance(m, dict) and m.get("available")}
     missing = [name for name in wanted if name not in available]
     return f"not available: {', '.join(missing)}" if missing else None
