@@ -15,15 +15,18 @@ from .filters import JobFilter
 from .idempotency import idempotent_response
 from .models import AIJob
 from .scoping import BrandScopedViewSetMixin
-from .selectors import job_types_active, jobs_dashboard, user_memberships
+from .selectors import job_types_active, jobs_dashboard, jobs_get_many, user_memberships
 from .serializers import (
+    JobBatchCreateSerializer,
+    JobBatchSerializer,
     JobCreateSerializer,
     JobDetailSerializer,
+    JobsDashboardSerializer,
     JobSerializer,
     JobTypeSerializer,
     MeSerializer,
 )
-from .services import ai_job_cancel, ai_job_create
+from .services import ai_job_cancel, ai_job_create, ai_jobs_create_batch
 
 
 class MeApi(APIView):
@@ -102,6 +105,35 @@ class JobViewSet(
             request=request, brand=request.current_brand, scope="jobs.create", run=run
         )
 
+    @extend_schema(
+        request=JobBatchCreateSerializer,
+        responses={201: JobBatchSerializer},
+        description=(
+            "Create 1 to 100 jobs, all or none. Each item is a POST /ai/jobs/ body, validated "
+            "the same way; an error names its item (`jobs[2].priority`, `item_index`)."
+        ),
+    )
+    @action(detail=False, methods=["post"])
+    def batch(self, request: Request) -> Response:
+        serializer = JobBatchCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+
+        def run() -> Response:
+            brand = request.current_brand
+            created = ai_jobs_create_batch(
+                brand=brand, user=request.user, items=serializer.validated_data["jobs"]
+            )
+            # Read back after the commit: as POST /ai/jobs/ answers, each as it is now.
+            jobs = jobs_get_many(brand=brand, ids=[job.pk for job in created])
+            return Response(
+                JobBatchSerializer({"count": len(jobs), "results": jobs}).data,
+                status=status.HTTP_201_CREATED,
+            )
+
+        return idempotent_response(
+            request=request, brand=request.current_brand, scope="jobs.batch", run=run
+        )
+
     @extend_schema(request=None, responses=JobSerializer)
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, id: str) -> Response:
@@ -110,7 +142,7 @@ class JobViewSet(
 
     @extend_schema(
         parameters=[OpenApiParameter("days", OpenApiTypes.INT, default=30)],
-        responses=OpenApiTypes.OBJECT,
+        responses=JobsDashboardSerializer,
     )
     @action(detail=False, methods=["get"])
     def dashboard(self, request: Request) -> Response:
@@ -119,7 +151,8 @@ class JobViewSet(
         days = query.validated_data["days"]
         since = timezone.now() - timedelta(days=days)
         data = jobs_dashboard(brand=request.current_brand, since=since)
-        return Response({"period": {"days": days, "since": since.isoformat()}, **data})
+        period = {"days": days, "since": since.isoformat()}
+        return Response(JobsDashboardSerializer({"period": period, **data}).data)
 
 
 class JobTypeViewSet(viewsets.ReadOnlyModelViewSet):
@@ -127,7 +160,6 @@ class JobTypeViewSet(viewsets.ReadOnlyModelViewSet):
 
     serializer_class = JobTypeSerializer
     lookup_field = "code"
-    pagination_class = None
     filter_backends: list[type] = []
 
     def get_queryset(self) -> QuerySet:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, QuerySet
+from django.db.models import Count, QuerySet, Sum
 
 from megahub.db import percentiles
 
@@ -79,21 +81,52 @@ def job_types_active() -> QuerySet[AIJobType]:
     return AIJobType.objects.filter(is_active=True).select_related("category")
 
 
+def jobs_get_many(*, brand: Brand, ids: Sequence[int]) -> list[AIJob]:
+    """The brand's jobs with these primary keys, in the order of ``ids`` (one query);
+    a job of another brand is absent."""
+    found = {
+        job.pk: job
+        for job in jobs_for_brand(brand=brand).select_related("usage").filter(pk__in=ids)
+    }
+    return [found[pk] for pk in ids if pk in found]
+
+
 def jobs_dashboard(*, brand: Brand, since: datetime) -> dict[str, Any]:
-    """Counts by status, type and model, success rate and duration percentiles, in SQL."""
+    """Counts by status, type and model, success rate, duration percentiles and cost, in
+    SQL, over the brand's jobs created since ``since``.
+
+    ``cost`` sums the usage records' ``total_cost`` of those jobs (reached through the
+    reverse relation ``job.usage``, so only this brand's jobs count), as Decimals: the
+    total, and per type and per model keyed as ``by_type`` and ``by_model`` (the job's
+    model: a call served by a fallback model counts under the model asked for). Each
+    breakdown's query carries its sum; the total adds the per-status sums.
+    """
     jobs = AIJob.objects.filter(brand=brand, created_at__gte=since)
-    by_status = dict(jobs.values_list("status").annotate(n=Count("id")).order_by())
-    by_type = dict(jobs.values_list("job_type__code").annotate(n=Count("id")).order_by())
-    by_model = dict(jobs.values_list("model").annotate(n=Count("id")).order_by())
-    total = sum(by_status.values())
-    completed = by_status.get(JobStatus.COMPLETED, 0)
-    finished = completed + by_status.get(JobStatus.FAILED, 0)
+    cost = Sum("usage__total_cost", default=Decimal(0))
+    by_status = _counts_and_costs(jobs, "status", cost)
+    by_type = _counts_and_costs(jobs, "job_type__code", cost)
+    by_model = _counts_and_costs(jobs, "model", cost)
+    counts = {status: n for status, (n, _) in by_status.items()}
+    total = sum(counts.values())
+    completed = counts.get(JobStatus.COMPLETED, 0)
+    finished = completed + counts.get(JobStatus.FAILED, 0)
     durations = percentiles(jobs.filter(status=JobStatus.COMPLETED), "duration_ms", (0.5, 0.95))
     return {
         "total_jobs": total,
-        "by_status": {status: by_status.get(status, 0) for status in JobStatus.values},
-        "by_type": by_type,
-        "by_model": {model or "unspecified": n for model, n in by_model.items()},
+        "by_status": {status: counts.get(status, 0) for status in JobStatus.values},
+        "by_type": {code: n for code, (n, _) in by_type.items()},
+        "by_model": {model or "unspecified": n for model, (n, _) in by_model.items()},
         "success_rate": round(completed / finished, 4) if finished else None,
         "duration_ms": {"p50": durations[0.5], "p95": durations[0.95]},
+        "cost": {
+            "total": sum((amount for _, amount in by_status.values()), Decimal(0)),
+            "by_type": {code: amount for code, (_, amount) in by_type.items()},
+            "by_model": {model or "unspecified": amount for model, (_, amount) in by_model.items()},
+        },
     }
+
+
+def _counts_and_costs(jobs: QuerySet[AIJob], key: str, cost: Sum) -> dict[Any, tuple[int, Decimal]]:
+    """``{value of key: (jobs, summed cost)}``: one GROUP BY query."""
+    rows = jobs.values_list(key).annotate(n=Count("id"), cost=cost).order_by()
+    return {value: (n, amount) for value, n, amount in rows}

@@ -1,9 +1,11 @@
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.settings import api_settings
 
 from .models import AIJob, AIJobType, Brand, BrandMembership, JobAttempt, JobPriority
-from .services.jobs import PRIORITY_ERROR
+from .services.jobs import BATCH_MAX_JOBS, PRIORITY_ERROR, batch_item_field
 
 
 class BrandSerializer(serializers.ModelSerializer):
@@ -132,3 +134,92 @@ class JobCreateSerializer(serializers.Serializer):
     )
     input = serializers.DictField(child=serializers.JSONField(), allow_empty=True, default=dict)
     model = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+
+
+@extend_schema_field(JobCreateSerializer(many=True))  # what each item is checked against
+class JobBatchItemsField(serializers.ListField):
+    """The items of a batch: any JSON values here, each validated by
+    ``JobCreateSerializer`` in ``JobBatchCreateSerializer.validate``, so an error names
+    its item (``jobs[2].priority``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            child=serializers.JSONField(allow_null=True),
+            allow_empty=False,
+            max_length=BATCH_MAX_JOBS,
+            **kwargs,
+        )
+
+
+class JobBatchCreateSerializer(serializers.Serializer):
+    """``{"jobs": [<a POST /ai/jobs/ body>, ...]}``: 1 to 100 jobs, created all or none."""
+
+    jobs = JobBatchItemsField(
+        error_messages={"max_length": f"Give at most {BATCH_MAX_JOBS} jobs."},
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        items: list[dict[str, Any]] = []
+        errors: dict[str, list[str]] = {}
+        for index, item in enumerate(attrs["jobs"]):
+            serializer = JobCreateSerializer(data=item)
+            if serializer.is_valid():
+                items.append(dict(serializer.validated_data))
+            else:
+                _name_errors(errors, batch_item_field(index), serializer.errors)
+        if errors:
+            raise serializers.ValidationError(errors)
+        return {"jobs": items}
+
+
+def _name_errors(named: dict[str, list[str]], prefix: str, errors: Any) -> None:
+    """Add ``errors`` (a serializer's, possibly nested) to ``named`` under keys that
+    extend ``prefix``: ``jobs[2].priority``; errors of the whole item under ``jobs[2]``."""
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            whole = key == api_settings.NON_FIELD_ERRORS_KEY
+            _name_errors(named, prefix if whole else f"{prefix}.{key}", value)
+    elif isinstance(errors, list):
+        for value in errors:
+            _name_errors(named, prefix, value)
+    else:
+        named.setdefault(prefix, []).append(str(errors))
+
+
+class JobBatchSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    results = JobSerializer(many=True)
+
+
+def _money_field() -> serializers.DecimalField:
+    # SPEC §3: money is a decimal string with 6 decimals, never a float.
+    return serializers.DecimalField(max_digits=20, decimal_places=6, coerce_to_string=True)
+
+
+class JobsDashboardPeriodSerializer(serializers.Serializer):
+    days = serializers.IntegerField()
+    since = serializers.CharField(help_text="ISO 8601: jobs created from then on count.")
+
+
+class JobsDashboardDurationSerializer(serializers.Serializer):
+    p50 = serializers.FloatField(allow_null=True)
+    p95 = serializers.FloatField(allow_null=True)
+
+
+class JobsDashboardCostSerializer(serializers.Serializer):
+    total = _money_field()
+    by_type = serializers.DictField(child=_money_field())
+    by_model = serializers.DictField(child=_money_field())
+
+
+class JobsDashboardSerializer(serializers.Serializer):
+    """``GET /ai/jobs/dashboard/``: the brand's jobs created in the period."""
+
+    period = JobsDashboardPeriodSerializer()
+    total_jobs = serializers.IntegerField()
+    by_status = serializers.DictField(child=serializers.IntegerField())
+    by_type = serializers.DictField(child=serializers.IntegerField())
+    by_model = serializers.DictField(child=serializers.IntegerField())
+    success_rate = serializers.FloatField(allow_null=True, help_text="completed / finished")
+    duration_ms = JobsDashboardDurationSerializer(help_text="Of completed jobs.")
+    cost = JobsDashboardCostSerializer(help_text="USD, of the jobs' usage records.")

@@ -6,6 +6,7 @@ from .jobs import (
     ai_job_create,
     ai_job_run,
     ai_job_transition,
+    ai_jobs_create_batch,
     ai_jobs_sweep,
 )
 
@@ -15,6 +16,7 @@ __all__ = [
     "ai_job_create",
     "ai_job_run",
     "ai_job_transition",
+    "ai_jobs_create_batch",
     "ai_jobs_sweep",
     "brand_setup_with_user",
 ]

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -130,6 +131,54 @@ def ai_job_create(
     process create at the same time, in one transaction (``_creations``), unless the caller
     is inside a transaction or ``AI_GROUP_COMMIT`` is off.
     """
+    job, handler = _job_build(
+        brand=brand,
+        user=user,
+        job_type=job_type,
+        input=input,
+        priority=priority,
+        model=model,
+        metadata=metadata,
+        dispatch=dispatch,
+        run_owner=run_owner,
+    )
+    unit = _Creation(job, handler)
+    if (
+        not dispatch
+        and settings.AI_GROUP_COMMIT
+        and not connection.in_atomic_block
+        and (handler is None or handler.reserve is None or handler.reserve_many is not None)
+    ):
+        # Run by its caller (the sync paths): written with the jobs other threads of this
+        # process create meanwhile, in one transaction (``_creations``).
+        if handler is not None and handler.claim is not None:
+            unit.claim = handler.claim(job)
+        _creations.submit(unit)
+        if unit.error is not None:
+            raise unit.error
+        return job
+    with transaction.atomic():
+        _create(unit)
+        if dispatch:
+            job_dispatch_on_commit(job)
+    return job
+
+
+def _job_build(
+    *,
+    brand: Brand,
+    user: Any,
+    job_type: str,
+    input: dict[str, Any],
+    priority: str,
+    model: str,
+    metadata: dict[str, Any] | None,
+    dispatch: bool,
+    run_owner: str | None,
+) -> tuple[AIJob, JobHandler | None]:
+    """Validate a new job (priority, job type, its handler's input check) and build it,
+    unsaved, with its handler. Writes no row; the handler's check may count the request
+    against the brand's rate limit."""
     if priority not in JobPriority.values:
         raise ValidationFailed(field_errors={"priority": [PRIORITY_ERROR]})
     job_type_obj = _job_types.get(
@@ -169,27 +218,7 @@ def ai_job_create(
         dispatched_at=None if dispatch else now,
         **running,
     )
-    handler = get_handler(job_type_obj.handler)
-    unit = _Creation(job, handler)
-    if (
-        not dispatch
-        and settings.AI_GROUP_COMMIT
-        and not connection.in_atomic_block
-        and (handler is None or handler.reserve is None or handler.reserve_many is not None)
-    ):
-        # Run by its caller (the sync paths): written with the jobs other threads of this
-        # process create meanwhile, in one transaction (``_creations``).
-        if handler is not None and handler.claim is not None:
-            unit.claim = handler.claim(job)
-        _creations.submit(unit)
-        if unit.error is not None:
-            raise unit.error
-        return job
-    with transaction.atomic():
-        _create(unit)
-        if dispatch:
-            job_dispatch_on_commit(job)
-    return job
+    return job, get_handler(job_type_obj.handler)
 
 
 @dataclass
@@ -270,6 +299,113 @@ def _unsaved(job: AIJob) -> None:
 
 
 _creations: GroupCommit[_Creation] = GroupCommit(_creations_write, release_connection)
+
+
+# The most jobs one ``ai_jobs_create_batch`` call (``POST /ai/jobs/batch/``) creates.
+BATCH_MAX_JOBS = 100
+
+
+def batch_item_field(index: int, field: str = "") -> str:
+    """How a batch's errors name its item ``index``, or a field of it: ``jobs[2].priority``."""
+    return f"jobs[{index}].{field}" if field else f"jobs[{index}]"
+
+
+def ai_jobs_create_batch(
+    *, brand: Brand, user: Any, items: Sequence[Mapping[str, Any]]
+) -> list[AIJob]:
+    """Create the jobs of ``items`` (each ``ai_job_create``'s ``job_type``, ``input`` and
+    optional ``priority``, ``model``), all or none, in their order.
+
+    Every item is validated as ``ai_job_create`` validates one job before anything is
+    written. Then the jobs and their reservations are written in one transaction, each
+    reservation counting those of the items before it, and each job is dispatched once
+    that transaction commits. The first item refused, by validation or by a budget or
+    quota, raises the error ``ai_job_create`` raises for it, naming the item
+    (``batch_item_field``, ``item_index``); then nothing is written.
+    """
+    if not 1 <= len(items) <= BATCH_MAX_JOBS:
+        raise ValidationFailed(
+            field_errors={"jobs": [f"Give between 1 and {BATCH_MAX_JOBS} jobs."]}
+        )
+    units: list[_Creation] = []
+    for index, item in enumerate(items):
+        try:
+            job, handler = _job_build(
+                brand=brand,
+                user=user,
+                job_type=item["job_type"],
+                input=item.get("input", {}),
+                priority=item.get("priority", JobPriority.NORMAL),
+                model=item.get("model", ""),
+                metadata=None,
+                dispatch=True,
+                run_owner=None,
+            )
+        except ApplicationError as exc:
+            _name_item(exc, index)
+            raise
+        units.append(_Creation(job, handler))
+    with transaction.atomic():
+        insert_rows([unit.job for unit in units])
+        _reserve_batch(units)
+        for unit in units:
+            _log_created(unit.job)
+            job_dispatch_on_commit(unit.job)
+    logger.info("job.batch.created", extra={"brand_id": brand.pk, "jobs": len(units)})
+    return [unit.job for unit in units]
+
+
+def _reserve_batch(units: list[_Creation]) -> None:
+    """Take the reservations of a batch's jobs, inside the transaction that writes them.
+
+    The claims of the handlers that have ``reserve_many`` are taken together (one INSERT,
+    one UPDATE per budget counter). If they do not fit together, that is undone and each
+    job reserves alone, in order, so the first item that does not fit raises its own
+    refusal (named by ``_name_item``) and the caller's transaction rolls everything back.
+    """
+    claims: dict[int, Any] = {}
+    for index, unit in enumerate(units):
+        handler = unit.handler
+        if handler is not None and handler.claim is not None and handler.reserve_many:
+            try:
+                claims[index] = handler.claim(unit.job)
+            except ApplicationError as exc:
+                _name_item(exc, index)
+                raise
+    pending = list(range(len(units)))
+    if len(claims) > 1:
+        groups: dict[Any, list[Any]] = {}
+        for index, claim in claims.items():
+            groups.setdefault(units[index].handler.reserve_many, []).append(claim)
+        try:
+            with transaction.atomic():  # a savepoint: a refused group leaves nothing
+                for reserve_many, group in groups.items():
+                    reserve_many(group)
+        except (BatchRefused, ApplicationError):
+            pass  # each job reserves alone below, so the refusal names its item
+        else:
+            pending = [index for index in pending if index not in claims]
+    for index in pending:
+        handler = units[index].handler
+        try:
+            if index in claims:
+                handler.reserve_many([claims[index]])
+            elif handler is not None and handler.reserve is not None:
+                handler.reserve(units[index].job)
+        except ApplicationError as exc:
+            _name_item(exc, index)
+            raise
+
+
+def _name_item(exc: ApplicationError, index: int) -> None:
+    """Make ``exc`` name batch item ``index``: in its detail, its field errors (or one
+    for the whole item) and ``item_index``. Status, code and other fields stay."""
+    detail = exc.detail
+    exc.detail = f"{batch_item_field(index)}: {detail}"
+    exc.field_errors = {
+        batch_item_field(index, field): messages for field, messages in exc.field_errors.items()
+    } or {batch_item_field(index): [detail]}
+    exc.extra["item_index"] = index
 
 
 def ai_job_cancel(*, brand: Brand, public_id: str) -> AIJob:
