@@ -3,13 +3,22 @@
 Each thread holds one in-flight request; workers x threads is the number of slow calls the
 service can hold at once (2 workers x 128 threads = 256 by default). Override with
 GUNICORN_WORKERS / GUNICORN_THREADS.
+
+Without REDIS_URL (the embedded default) the state that must be shared lives in the process:
+the rate limiter's windows, the circuit breaker, the response cache, the in-process job
+runner. One worker then keeps a brand's rpm limit at its value (two would each allow it).
 """
 
 import multiprocessing
 import os
 
 worker_class = "gthread"
-workers = int(os.environ.get("GUNICORN_WORKERS", max(2, multiprocessing.cpu_count())))
+workers = int(
+    os.environ.get(
+        "GUNICORN_WORKERS",
+        max(2, multiprocessing.cpu_count()) if os.environ.get("REDIS_URL") else 1,
+    )
+)
 # Threads no longer map to database connections: PostgreSQL connections come from a pool
 # per worker (DB_POOL, at most DB_POOL_MAX_SIZE each, see settings.py), taken for queries
 # and given back at the end of the request or before a provider call

@@ -30,7 +30,7 @@ from django.db import transaction
 from django.dispatch import receiver
 from django.utils import timezone
 
-from megahub.refcache import refcache_clear
+from megahub.refcache import refcache_changed
 
 from .errors import CredentialDecryptionError
 from .models import ProviderCredential
@@ -217,7 +217,7 @@ def credential_rotate_encryption(credential: ProviderCredential) -> bool:
         ProviderCredential.objects.filter(pk=locked.pk).update(
             encrypted_api_key=token, rotated_at=now, updated_at=now
         )
-    refcache_clear()
+    refcache_changed()
     credential.encrypted_api_key = token
     credential.rotated_at = now
     credential.updated_at = now

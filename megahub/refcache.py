@@ -8,11 +8,16 @@ Freshness:
 
 * a change made in this process through the ORM (``save()``/``delete()``, and therefore
   every service, API and admin action) clears the cache at once (model signals);
-* a change made in another process (another gunicorn worker, a management command) is
-  seen within ``AI_REFERENCE_CACHE_SECONDS`` (5 s by default): that is how long a revoked
-  API key or a deactivated credential can still be used by another worker;
+* a change made that way in another process on the same machine (another gunicorn
+  worker, a management command) applies at once too: once the change commits, the process
+  that made it replaces a stamp file (``AI_REFERENCE_CACHE_STAMP``; by default one per
+  database in the temporary directory), and every process clears its caches when it sees
+  the stamp change (one ``stat()`` per cache read, about a microsecond);
+* any other change (another machine or container without a shared stamp file, or raw
+  SQL) is seen within ``AI_REFERENCE_CACHE_SECONDS`` (5 s by default): the longest a
+  revoked API key or a deactivated credential can still be used there;
 * ``QuerySet.update()`` sends no signal: code that changes these rows with ``update()``
-  calls ``refcache_clear()``.
+  calls ``refcache_changed()``.
 
 ``AI_REFERENCE_CACHE_SECONDS = 0`` turns the caches off (the test settings do, except in
 the tests of the caches themselves, because tests change rows with ``update()``).
@@ -20,6 +25,9 @@ the tests of the caches themselves, because tests change rows with ``update()``)
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -27,6 +35,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.signals import setting_changed
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 T = TypeVar("T")
@@ -50,6 +59,8 @@ class RefCache:
     ) -> T:
         """The cached value of ``key``, else ``load()`` (kept unless ``keep`` says no)."""
         ttl = float(getattr(settings, "AI_REFERENCE_CACHE_SECONDS", 5.0))
+        if ttl > 0:
+            _stamp_check()
         now = time.monotonic()
         entry = self._data.get(key)
         if entry is not None and entry[0] > now:
@@ -80,8 +91,63 @@ def clear_on_change(*senders: type) -> None:
         post_delete.connect(_on_change, sender=sender, dispatch_uid=f"refcache:del:{sender}")
 
 
-def _on_change(**kwargs: object) -> None:
+def stamp_path() -> str:
+    """The stamp file shared by the processes of one database ("" = none: the setting is
+    "off")."""
+    configured = getattr(settings, "AI_REFERENCE_CACHE_STAMP", None)
+    if configured:
+        return "" if str(configured).lower() == "off" else str(configured)
+    database = settings.DATABASES["default"]
+    identity = "|".join(
+        str(database.get(part) or "") for part in ("ENGINE", "HOST", "PORT", "NAME")
+    )
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return os.path.join(tempfile.gettempdir(), f"megahub-refcache-{digest}.stamp")
+
+
+_UNSEEN = object()
+_stamp_seen: list[Any] = [_UNSEEN]  # (inode, mtime) of the stamp this process last saw
+
+
+def _stamp_check() -> None:
+    """Clear this process's caches if another process replaced the stamp since."""
+    path = stamp_path()
+    if not path:
+        return
+    try:
+        stat = os.stat(path)
+        token: Any = (stat.st_ino, stat.st_mtime_ns)
+    except OSError:
+        token = None
+    if token != _stamp_seen[0]:
+        if _stamp_seen[0] is not _UNSEEN:
+            refcache_clear()
+        _stamp_seen[0] = token
+
+
+def refcache_touch() -> None:
+    """Tell the other processes of this database to clear their caches: replace the stamp
+    file (a new inode each time, so no two changes look alike)."""
+    path = stamp_path()
+    if not path:
+        return
+    try:
+        handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".refcache-")
+        os.close(handle)
+        os.replace(temporary, path)
+    except OSError:
+        pass  # no shared stamp: the other processes see the change within the TTL
+
+
+def refcache_changed(using: str | None = None) -> None:
+    """A reference row changed: clear this process's caches now, and the other processes'
+    once the change commits (they must not reload it before it is visible to them)."""
     refcache_clear()
+    transaction.on_commit(refcache_touch, using=using)
+
+
+def _on_change(**kwargs: Any) -> None:
+    refcache_changed(kwargs.get("using"))
 
 
 def _on_setting_changed(*, setting: str, **kwargs: object) -> None:

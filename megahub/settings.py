@@ -370,6 +370,10 @@ AI_RATE_LIMIT_WINDOW_SECONDS = env.float("AI_RATE_LIMIT_WINDOW_SECONDS", default
 # credentials, quotas, job types) before reading them again (megahub/refcache.py): a change
 # made in another process applies within this time. 0 turns the caches off.
 AI_REFERENCE_CACHE_SECONDS = env.float("AI_REFERENCE_CACHE_SECONDS", default=5.0)
+# The file through which the processes of one machine tell each other that a reference row
+# changed, so the change applies at once in all of them (megahub/refcache.py). Unset: one
+# per database in the temporary directory; "off": none (other processes wait for the TTL).
+AI_REFERENCE_CACHE_STAMP = env.str("AI_REFERENCE_CACHE_STAMP", default=None)
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="megahub@localhost")
 

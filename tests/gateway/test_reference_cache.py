@@ -5,17 +5,20 @@ applies within AI_REFERENCE_CACHE_SECONDS."""
 
 import re
 import time
+import urllib.request
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
+from rest_framework_simplejwt.tokens import AccessToken
 
 from ai_core.models import AIJobType
 from ai_openai.models import AIModel, BrandApiKey
 from ai_providers.budget_models import BrandQuota
 from ai_providers.models import Provider, ProviderCredential
-from megahub.refcache import refcache_clear
+from megahub.refcache import refcache_clear, refcache_touch
+from tests.workers import api_server, parallel_posts, require_postgres_and_redis
 
 pytestmark = pytest.mark.django_db
 
@@ -112,6 +115,53 @@ def test_another_process_change_applies_within_the_ttl(settings, gateway, key, f
     time.sleep(0.6)
     assert chat(gateway).status_code == 401
     refcache_clear()
+
+
+def test_another_process_change_on_this_machine_applies_at_once(cached, gateway, key, fake_openai):
+    """What another process does when its change commits: replace the stamp file."""
+    assert chat(gateway).status_code == 200
+    BrandApiKey.objects.filter(pk=key["id"]).update(revoked_at="2026-01-01T00:00:00Z")
+    assert chat(gateway).status_code == 200  # no signal, no stamp: still cached here
+    refcache_touch()
+    assert chat(gateway).status_code == 401
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("stamp", [None, "off"])
+def test_a_key_revoked_in_one_process_is_refused_by_another_at_once(
+    api_client, key, fake_openai, admin_user, stamp
+):
+    """Two API processes on this machine (two gunicorn servers, so each request's process
+    is known), both with a 60 s cache and the key cached: revoked through one, the key is
+    refused by the other at its next request. With the stamp file turned off
+    (``AI_REFERENCE_CACHE_STAMP=off``) the other one still serves it from its cache."""
+    require_postgres_and_redis()
+    token = str(AccessToken.for_user(admin_user))
+    env = {"AI_REFERENCE_CACHE_SECONDS": "60"}
+    if stamp is not None:
+        env["AI_REFERENCE_CACHE_STAMP"] = stamp
+    with (
+        api_server(workers=1, extra_env=env) as first,
+        api_server(workers=1, extra_env=env) as second,
+    ):
+        for server in (first, second):
+            warm = parallel_posts(
+                f"{server.url}/ai/v1/chat/completions", key["key"], "-", [BODY] * 4, 2
+            )
+            assert [status for status, _ in warm] == [200] * 4
+        revoke = urllib.request.Request(
+            f"{first.url}/ai/api-keys/{key['id']}/",
+            headers={"Authorization": f"Bearer {token}", "X-Brand-ID": "acme"},
+            method="DELETE",
+        )
+        with urllib.request.urlopen(revoke, timeout=10) as response:
+            assert response.status == 204
+        after = parallel_posts(
+            f"{second.url}/ai/v1/chat/completions", key["key"], "-", [BODY] * 4, 2
+        )
+    assert [status for status, _ in after] == ([401] * 4 if stamp is None else [200] * 4)
+    assert BrandApiKey.objects.get(pk=key["id"]).revoked_at is not None
 
 
 def test_a_gateway_request_costs_twelve_statements_and_no_read(cached, gateway, fake_openai):

@@ -1,0 +1,33 @@
+"""gunicorn.conf.py: how many workers serve, with and without Redis."""
+
+import multiprocessing
+import runpy
+from pathlib import Path
+
+import pytest
+
+CONF = Path(__file__).resolve().parent.parent / "gunicorn.conf.py"
+
+
+def workers(monkeypatch, **env) -> int:
+    for name in ("REDIS_URL", "GUNICORN_WORKERS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(CONF))["workers"]
+
+
+def test_without_redis_one_worker_holds_the_shared_state(monkeypatch):
+    """Rate limits, the circuit breaker and the response cache live in the process when
+    there is no Redis: a second worker would double a brand's rpm limit."""
+    assert workers(monkeypatch) == 1
+
+
+def test_with_redis_one_worker_per_core_at_least_two(monkeypatch):
+    expected = max(2, multiprocessing.cpu_count())
+    assert workers(monkeypatch, REDIS_URL="redis://127.0.0.1:6379/0") == expected
+
+
+@pytest.mark.parametrize("redis", ["", "redis://127.0.0.1:6379/0"])
+def test_gunicorn_workers_overrides(monkeypatch, redis):
+    assert workers(monkeypatch, REDIS_URL=redis, GUNICORN_WORKERS="3") == 3
