@@ -5,6 +5,7 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from ai_core.idempotency import idempotent_response
@@ -36,6 +37,14 @@ STATUS_BY_ERROR_CODE = {
 
 
 def job_error(job: AIJob) -> ApplicationError:
+    if job.status == JobStatus.CANCELLED:
+        return ApplicationError(
+            "The job was cancelled while it ran; a provider call that had already finished "
+            "is still recorded in usage and budgets.",
+            error_code="JOB_CANCELLED",
+            status_code=409,
+            job_id=job.public_id,
+        )
     error = dict(job.error or {})
     code = error.pop("error_code", "PROVIDER_ERROR")
     headers = {}
@@ -65,9 +74,14 @@ def async_accepted(job: AIJob) -> dict[str, Any]:
 class ChatApi(APIView):
     """GET: the models with their rules, prices and profile. POST: a chat completion."""
 
+    # The project's list pagination (SPEC §5) for GET; the schema reads it from here too.
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
+
     @extend_schema(responses=AIModelSerializer(many=True))
     def get(self, request: Request) -> Response:
-        return Response(AIModelSerializer(ai_model_list(), many=True).data)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(ai_model_list(), request, view=self)
+        return paginator.get_paginated_response(AIModelSerializer(page, many=True).data)
 
     @extend_schema(
         request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT, 202: OpenApiTypes.OBJECT}

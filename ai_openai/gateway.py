@@ -14,6 +14,7 @@ import hashlib
 import logging
 import secrets
 import time
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
@@ -24,6 +25,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from ai_core.models import AIJob, Brand, JobStatus
+from ai_providers.budget_models import BudgetCounter
+from ai_providers.budgets import KEY_METRIC_PREFIX, periods
 from megahub.errors import ApplicationError, NotFound, PermissionDenied
 from megahub.exception_handler import api_exception_handler, openai_error_body
 from megahub.refcache import RefCache
@@ -37,6 +40,7 @@ KEY_PREFIX = "mh-"
 # Active keys by hash (with their brand): revocation in another process applies within
 # AI_REFERENCE_CACHE_SECONDS.
 _keys = RefCache("api_keys")
+_key_budgets = RefCache("api_key_budgets")
 
 
 def _hash(key: str) -> str:
@@ -45,7 +49,12 @@ def _hash(key: str) -> str:
 
 @transaction.atomic
 def api_key_create(
-    *, brand: Brand, name: str, user: Any = None, allowed_models: list[str] | None = None
+    *,
+    brand: Brand,
+    name: str,
+    user: Any = None,
+    allowed_models: list[str] | None = None,
+    monthly_budget: Decimal | None = None,
 ) -> tuple[BrandApiKey, str]:
     """Create a key; returns the row and the key itself (shown once, never stored)."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -55,10 +64,69 @@ def api_key_create(
         prefix=key[:12],
         key_hash=_hash(key),
         allowed_models=sorted(set(allowed_models or [])),
+        monthly_budget=monthly_budget,
         created_by=user if getattr(user, "pk", None) else None,
     )
     logger.info("api_key.created", extra={"brand_id": brand.pk, "api_key_id": row.pk})
     return row, key
+
+
+@transaction.atomic
+def api_key_update(*, brand: Brand, key_id: Any, **fields: Any) -> BrandApiKey:
+    """Change an active key's ``name``, ``allowed_models`` or ``monthly_budget`` (only the
+    fields given; ``monthly_budget=None`` removes the key's own limit)."""
+    row = (
+        BrandApiKey.objects.select_for_update()
+        .filter(brand=brand, pk=key_id, revoked_at=None)
+        .first()
+        if str(key_id).isdigit()
+        else None
+    )
+    if row is None:
+        raise NotFound()
+    if "allowed_models" in fields:
+        fields["allowed_models"] = sorted(set(fields["allowed_models"]))
+    for name, value in fields.items():
+        setattr(row, name, value)
+    row.save(update_fields=[*fields])
+    logger.info(
+        "api_key.updated",
+        extra={"brand_id": brand.pk, "api_key_id": row.pk, "fields": sorted(fields)},
+    )
+    return row
+
+
+def api_key_month_counters(*, brand: Brand) -> dict[int, BudgetCounter]:
+    """This month's counters of the brand's keys with a budget of their own, by key id."""
+    _, month = periods()
+    counters = BudgetCounter.objects.filter(
+        brand=brand, period=month, metric__startswith=KEY_METRIC_PREFIX
+    )
+    return {int(c.metric.removeprefix(KEY_METRIC_PREFIX)): c for c in counters}
+
+
+def api_key_month_block(row: BrandApiKey, counter: BudgetCounter | None) -> dict[str, str]:
+    """The key's budget for this month: limit, spent, reserved, remaining (USD strings)."""
+    _, month = periods()
+    limit = row.monthly_budget or Decimal(0)
+    spent = counter.spent if counter else Decimal(0)
+    reserved = counter.reserved if counter else Decimal(0)
+    return {
+        "period": month.isoformat(),
+        "limit": f"{limit:.6f}",
+        "spent": f"{spent:.6f}",
+        "reserved": f"{reserved:.6f}",
+        "remaining": f"{max(Decimal(0), limit - spent - reserved):.6f}",
+    }
+
+
+def api_key_budget(api_key_id: int) -> Decimal | None:
+    """The key's own monthly budget (None: none, or the key is gone), read through the
+    reference cache like the key itself."""
+    row = _key_budgets.get(
+        api_key_id, lambda: BrandApiKey.objects.filter(pk=api_key_id).only("monthly_budget").first()
+    )
+    return row.monthly_budget if row is not None else None
 
 
 def api_key_revoke(*, brand: Brand, key_id: Any) -> BrandApiKey:
@@ -197,8 +265,12 @@ __all__ = [
     "ApiKeyAuthentication",
     "ApplicationError",
     "api_key_authenticate",
+    "api_key_budget",
     "api_key_create",
+    "api_key_month_block",
+    "api_key_month_counters",
     "api_key_revoke",
+    "api_key_update",
     "chat_completion_body",
     "gateway_check_model",
     "models_body",

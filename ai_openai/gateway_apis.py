@@ -12,6 +12,7 @@ from rest_framework import serializers
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from ai_core.idempotency import idempotent_response
@@ -21,7 +22,10 @@ from megahub.errors import ValidationFailed
 from .gateway import (
     ApiKeyAuthentication,
     api_key_create,
+    api_key_month_block,
+    api_key_month_counters,
     api_key_revoke,
+    api_key_update,
     chat_completion_body,
     gateway_check_model,
     models_body,
@@ -52,11 +56,20 @@ class ChatCompletionsApi(GatewayView):
             api_key=request.auth, model=body.get("model") or settings.AI_DEFAULT_MODEL
         )
         chat_body = {k: v for k, v in body.items() if k not in ("stream", "stream_options", "user")}
-        if body.get("stream"):
+        stream = body.get("stream", False)
+        if stream is not None and not isinstance(stream, bool):
+            raise ValidationFailed(field_errors={"stream": ["Must be true or false."]})
+        if stream:
             return self._stream(request, body, chat_body)
 
         def run() -> Response:
-            job = chat_submit(brand=request.current_brand, user=None, body=chat_body, run_now=True)
+            job = chat_submit(
+                brand=request.current_brand,
+                user=None,
+                body=chat_body,
+                run_now=True,
+                api_key_id=request.auth.pk,
+            )
             return Response(chat_completion_body(job))
 
         return idempotent_response(
@@ -70,7 +83,7 @@ class ChatCompletionsApi(GatewayView):
         if not isinstance(options, dict):
             raise ValidationFailed(field_errors={"stream_options": ["Must be an object."]})
         job, owner, prepared, execution = chat_stream_open(
-            brand=request.current_brand, body=chat_body
+            brand=request.current_brand, body=chat_body, api_key_id=request.auth.pk
         )
         response = StreamingHttpResponse(
             chat_stream_relay(
@@ -97,6 +110,12 @@ class ModelsApi(GatewayView):
 
 
 class ApiKeySerializer(serializers.ModelSerializer):
+    """A key as listed: never the key itself, only its prefix. With a ``monthly_budget``,
+    ``month`` shows this month's spend and reservations against it (else null)."""
+
+    monthly_budget = serializers.DecimalField(max_digits=14, decimal_places=6, allow_null=True)
+    month = serializers.SerializerMethodField()
+
     class Meta:
         model = BrandApiKey
         fields = [
@@ -104,10 +123,21 @@ class ApiKeySerializer(serializers.ModelSerializer):
             "name",
             "prefix",
             "allowed_models",
+            "monthly_budget",
+            "month",
             "created_at",
             "last_used_at",
             "revoked_at",
         ]
+
+    def get_month(self, obj: BrandApiKey) -> dict[str, str] | None:
+        if obj.monthly_budget is None:
+            return None
+        # One query for every key of the list (the context is shared by its items).
+        counters = self.context.get("_key_counters")
+        if counters is None:
+            counters = self.context["_key_counters"] = api_key_month_counters(brand=obj.brand)
+        return api_key_month_block(obj, counters.get(obj.pk))
 
 
 class ApiKeyCreateSerializer(serializers.Serializer):
@@ -115,17 +145,41 @@ class ApiKeyCreateSerializer(serializers.Serializer):
     allowed_models = serializers.ListField(
         child=serializers.CharField(max_length=64), required=False, default=list
     )
+    monthly_budget = serializers.DecimalField(
+        max_digits=14, decimal_places=6, min_value=0, allow_null=True, required=False
+    )
+
+
+class ApiKeyUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100, required=False)
+    allowed_models = serializers.ListField(
+        child=serializers.CharField(max_length=64), required=False
+    )
+    monthly_budget = serializers.DecimalField(
+        max_digits=14, decimal_places=6, min_value=0, allow_null=True, required=False
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        if not attrs:
+            raise serializers.ValidationError("Give at least one field to change.")
+        return attrs
 
 
 class ApiKeyListApi(APIView):
     """``GET`` the brand's keys (prefix only); ``POST`` creates one and returns the key once."""
 
     permission_classes = [IsAuthenticated, IsBrandAdmin]
+    # The project's list pagination (SPEC §5); the schema reads it from here too.
+    pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
 
     @extend_schema(responses=ApiKeySerializer(many=True))
     def get(self, request: Request) -> Response:
-        keys = BrandApiKey.objects.filter(brand=request.current_brand)
-        return Response(ApiKeySerializer(keys, many=True).data)
+        keys = BrandApiKey.objects.filter(brand=request.current_brand).order_by(
+            "-created_at", "-pk"
+        )
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(keys, request, view=self)
+        return paginator.get_paginated_response(ApiKeySerializer(page, many=True).data)
 
     @extend_schema(request=ApiKeyCreateSerializer, responses={201: OpenApiTypes.OBJECT})
     def post(self, request: Request) -> Response:
@@ -135,12 +189,32 @@ class ApiKeyListApi(APIView):
             brand=request.current_brand, user=request.user, **serializer.validated_data
         )
         return Response(
-            {"id": row.pk, "name": row.name, "key": key, "prefix": row.prefix}, status=201
+            {
+                "id": row.pk,
+                "name": row.name,
+                "key": key,
+                "prefix": row.prefix,
+                "allowed_models": row.allowed_models,
+                "monthly_budget": (
+                    None if row.monthly_budget is None else f"{row.monthly_budget:.6f}"
+                ),
+            },
+            status=201,
         )
 
 
 class ApiKeyDetailApi(APIView):
     permission_classes = [IsAuthenticated, IsBrandAdmin]
+
+    @extend_schema(request=ApiKeyUpdateSerializer, responses=ApiKeySerializer)
+    def patch(self, request: Request, key_id: str) -> Response:
+        """Change an active key's name, allowed models or monthly budget."""
+        serializer = ApiKeyUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        row = api_key_update(
+            brand=request.current_brand, key_id=key_id, **serializer.validated_data
+        )
+        return Response(ApiKeySerializer(row).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, key_id: str) -> Response:

@@ -162,6 +162,10 @@ class BrandApiKey(models.Model):
     key_hash = models.CharField(max_length=64, unique=True)
     # Model names this key may call; empty = every model the brand can use.
     allowed_models = models.JSONField(default=list, blank=True)
+    # USD per calendar month (UTC) this key may spend, on top of the brand's own budgets;
+    # null = no limit of its own. Reserved and settled like the brand's budgets (counter
+    # metric ``key:<id>``).
+    monthly_budget = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

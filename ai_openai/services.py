@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from functools import partial
 from typing import Any
@@ -22,7 +22,7 @@ from django.db import transaction
 
 from ai_core.executor import CallTarget, ExecutionFailed, execute
 from ai_core.handlers import HandlerResult, JobHandler, JobRunContext
-from ai_core.models import AIJob, Brand
+from ai_core.models import AIJob, Brand, JobStatus
 from ai_core.provider_errors import ProviderCallFailed, ProviderError, ProviderNotConfigured
 from ai_core.services.jobs import (
     ai_job_complete,
@@ -42,6 +42,7 @@ from ai_providers.budgets import (
     budget_release,
     budget_reserve_many,
     budget_settle_many,
+    is_key_metric,
 )
 from ai_providers.circuit import circuit_is_available, circuit_record
 from ai_providers.clients import (
@@ -209,6 +210,8 @@ def _fitting_alternatives(prepared: PreparedRequest) -> Callable[[str, Decimal],
             tokens = translated.prompt_tokens + translated.max_output_tokens
             if counted and metric in ("o3_cost", "cost") and cost > remaining:
                 continue
+            if is_key_metric(metric) and cost > remaining:  # the API key's own budget
+                continue
             if counted and metric in ("tokens", "o3_tokens") and tokens > remaining:
                 continue
             names.append(candidate.name)
@@ -224,12 +227,21 @@ def chat_job_reserve(job: AIJob) -> None:
 
 
 def chat_job_claim(job: AIJob) -> BudgetClaim:
-    """JobHandler.claim: what the job reserves (``budget_reserve_many`` takes it)."""
+    """JobHandler.claim: what the job reserves (``budget_reserve_many`` takes it); a
+    gateway job also draws on its API key's own monthly budget, if the key has one."""
+    from .gateway import api_key_budget
+
     prepared = _prepared_for(job.input)
+    request = budget_request_for(prepared)
+    api_key_id = job.metadata.get("api_key_id")
+    if api_key_id is not None:
+        budget = api_key_budget(api_key_id)
+        if budget is not None:
+            request = replace(request, api_key_id=api_key_id, api_key_budget=budget)
     return BudgetClaim(
         brand=job.brand,
         job=job,
-        request=budget_request_for(prepared),
+        request=request,
         alternatives=_fitting_alternatives(prepared),
     )
 
@@ -327,6 +339,25 @@ def chat_finalize_many(items: list[tuple[AIJob, ChatLedger]]) -> None:
     the counters reached, and the daily rollups (one upsert per rollup row). The rows
     every request of a brand updates — the counters, then the rollup — come last, so their
     locks are held the shortest time."""
+    _ledgers_write(items, released=False)
+
+
+def chat_discarded(ledger: ChatLedger, job: AIJob) -> None:
+    """``HandlerResult.discard``: the job was cancelled while its provider call ran, and
+    the call then finished. The provider charged it, so it is recorded like a completed
+    call — OpenAI job row, usage record, rollup — and its cost is charged to the budgets
+    whose reservation the cancellation had released. The job stays cancelled, without a
+    result. (A result discarded because another run took the job over is that run's to
+    record.)"""
+    if AIJob.objects.filter(pk=job.pk, status=JobStatus.CANCELLED).exists():
+        _ledgers_write([(job, ledger)], released=True)
+        logger.info(
+            "job.cancelled_call.recorded",
+            extra={"job_id": job.public_id, "cost_usd": str(ledger.cost)},
+        )
+
+
+def _ledgers_write(items: list[tuple[AIJob, ChatLedger]], *, released: bool) -> None:
     openai_rows, records, settlements = [], [], []
     for job, ledger in items:
         usage, model = ledger.usage, ledger.model
@@ -368,7 +399,7 @@ def chat_finalize_many(items: list[tuple[AIJob, ChatLedger]]) -> None:
     insert_rows(openai_rows)
     usage_records_insert(records)
     brands = {job.brand_id: job.brand for job, _ in items}
-    for brand_id, counters in budget_settle_many(settlements).items():
+    for brand_id, counters in budget_settle_many(settlements, released=released).items():
         budget_alerts_check(brand=brands[brand_id], counters=counters)
     rollups_add(records)
     transaction.on_commit(partial(_after_commit, items))
@@ -433,6 +464,7 @@ def chat_cached_outcome(
         metadata={"cache": "hit"},
         finalize_many=chat_finalize_many,
         ledger=ledger,
+        discard=partial(chat_discarded, ledger),
     )
 
 
@@ -504,6 +536,7 @@ def chat_outcome(
         metadata={"provider": execution.target.provider, "model": model.name},
         finalize_many=chat_finalize_many,
         ledger=ledger,
+        discard=partial(chat_discarded, ledger),
     )
 
 
@@ -518,8 +551,17 @@ CHAT_JOB_HANDLER = JobHandler(
 )
 
 
-def chat_submit(*, brand: Brand, user: Any, body: dict[str, Any], run_now: bool) -> AIJob:
+def chat_submit(
+    *,
+    brand: Brand,
+    user: Any,
+    body: dict[str, Any],
+    run_now: bool,
+    api_key_id: int | None = None,
+) -> AIJob:
     """Create a chat job from a chat body; with ``run_now`` run it in this thread (sync).
+    ``api_key_id``: the gateway key making the call (kept in the job's metadata; its own
+    budget applies).
 
     Validation errors are raised before anything is written.
     """
@@ -536,7 +578,7 @@ def chat_submit(*, brand: Brand, user: Any, body: dict[str, Any], run_now: bool)
         priority=priority,
         input=body,
         model=body.get("model") or "",
-        metadata={"client": metadata} if metadata else None,
+        metadata=_job_metadata(metadata, api_key_id),
         dispatch=not run_now,
         run_owner=owner,
     )
@@ -550,7 +592,16 @@ def chat_submit(*, brand: Brand, user: Any, body: dict[str, Any], run_now: bool)
     return job
 
 
-def chat_stream_open(*, brand: Brand, body: dict[str, Any]) -> tuple[AIJob, str, Any, Any]:
+def _job_metadata(client: dict[str, Any] | None, api_key_id: int | None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"client": client} if client else {}
+    if api_key_id is not None:
+        metadata["api_key_id"] = api_key_id
+    return metadata
+
+
+def chat_stream_open(
+    *, brand: Brand, body: dict[str, Any], api_key_id: int | None = None
+) -> tuple[AIJob, str, Any, Any]:
     """Create a chat job and open its provider stream (retries and fallbacks apply until
     the first chunk arrives). Returns (job, owner, prepared request, execution).
 
@@ -563,6 +614,7 @@ def chat_stream_open(*, brand: Brand, body: dict[str, Any]) -> tuple[AIJob, str,
         job_type="chat_completion",
         input=body,
         model=body.get("model") or "",
+        metadata=_job_metadata(None, api_key_id),
         dispatch=False,
         run_owner=owner,
     )

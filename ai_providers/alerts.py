@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import urllib.request
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -39,12 +40,20 @@ KIND_BY_METRIC = {
 WEBHOOK_TIMEOUT_SECONDS = 5
 
 
+def _amount(metric: str, value: Decimal) -> str:
+    """For an alert's message: "$43.120000" for a budget, "43" for a count of jobs or
+    tokens (never "5E+1")."""
+    if metric in (BudgetMetric.O3_COST, BudgetMetric.COST):
+        return f"${value:.6f}"
+    return f"{value:.0f}"
+
+
 def budget_alerts_check(*, brand: Brand, counters: list[BudgetCounter]) -> list[UsageAlert]:
     """Raise the 80%/100% alerts the given counters have reached (each once per period)."""
     raised = []
     for counter in counters:
-        if counter.limit_amount <= 0:
-            continue
+        if counter.limit_amount <= 0 or counter.metric not in KIND_BY_METRIC:
+            continue  # no limit; or an API key's own budget, which refuses but alerts no one
         percent = counter.spent * 100 / counter.limit_amount
         daily = counter.metric in (
             BudgetMetric.O3_COST,
@@ -65,7 +74,8 @@ def budget_alerts_check(*, brand: Brand, counters: list[BudgetCounter]) -> list[
                 limit=counter.limit_amount,
                 message=(
                     f"{UsageAlert.Kind(kind).label} for {period} reached {threshold}%: "
-                    f"{counter.spent.normalize()} of {counter.limit_amount.normalize()}."
+                    f"{_amount(counter.metric, counter.spent)} of "
+                    f"{_amount(counter.metric, counter.limit_amount)}."
                 ),
             )
             if alert is not None:

@@ -63,6 +63,22 @@ METRIC_ORDER = [
 DAILY_METRICS = {BudgetMetric.O3_COST, BudgetMetric.COST, BudgetMetric.REASONING_JOBS}
 COST_METRICS = {BudgetMetric.O3_COST, BudgetMetric.COST}
 TOKEN_METRICS = {BudgetMetric.TOKENS, BudgetMetric.O3_TOKENS}
+# An API key's own monthly budget in USD (``BrandApiKey.monthly_budget``): counter metric
+# ``key:<key id>``, after the brand's metrics in lock order.
+KEY_METRIC_PREFIX = "key:"
+
+
+def is_key_metric(metric: str) -> bool:
+    return metric.startswith(KEY_METRIC_PREFIX)
+
+
+def _lock_order() -> dict[str, int]:
+    return {str(metric): index for index, metric in enumerate(METRIC_ORDER)}
+
+
+def _lock_key(order: dict[str, int], key: tuple[int, str, str]) -> tuple[int, int, str, str]:
+    """Counters are locked by brand, then ``METRIC_ORDER``, then key metrics by name."""
+    return (key[0], order.get(key[1], len(order)), key[1], key[2])
 
 
 @dataclass(frozen=True)
@@ -96,6 +112,9 @@ class BudgetRequest:
     is_reasoning: bool
     estimated_cost: Decimal
     estimated_tokens: int
+    # A gateway call: the API key's own monthly budget, if it has one (``key:<id>``).
+    api_key_id: int | None = None
+    api_key_budget: Decimal | None = None
 
 
 LIMIT_FIELDS = (
@@ -165,7 +184,7 @@ def _items(request: BudgetRequest, limits: Limits, now: datetime) -> list[dict[s
         BudgetMetric.TOKENS: Decimal(request.estimated_tokens),
         BudgetMetric.O3_TOKENS: Decimal(request.estimated_tokens) if request.is_o3 else None,
     }
-    return [
+    items = [
         {
             "metric": str(metric),
             "period": (today if metric in DAILY_METRICS else month).isoformat(),
@@ -175,6 +194,16 @@ def _items(request: BudgetRequest, limits: Limits, now: datetime) -> list[dict[s
         for metric in METRIC_ORDER
         if amounts[metric] is not None
     ]
+    if request.api_key_id is not None and request.api_key_budget is not None:
+        items.append(
+            {
+                "metric": f"{KEY_METRIC_PREFIX}{request.api_key_id}",
+                "period": month.isoformat(),
+                "amount": str(request.estimated_cost),
+                "limit": str(request.api_key_budget),
+            }
+        )
+    return items
 
 
 # (brand id, metric, period) of counter rows this process has seen exist: their
@@ -272,8 +301,8 @@ def budget_reserve_many(claims: list[BudgetClaim], *, now: datetime | None = Non
         + ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows)),
         [value for row in rows for value in row],
     )
-    order = {str(metric): index for index, metric in enumerate(METRIC_ORDER)}
-    for key in sorted(deltas, key=lambda k: (k[0], order[k[1]], k[2])):
+    order = _lock_order()
+    for key in sorted(deltas, key=lambda k: _lock_key(order, k)):
         amount, limit, item, claim = deltas[key]
         params = [amount, limit, key[0], key[1], key[2], limit, amount]
         updated = _rowcount(_reserve_sql(), params)
@@ -327,11 +356,27 @@ def _refusal(
     remaining = max(Decimal(0), limit - spent - reserved)
     metric = item["metric"]
     alts = alternatives(metric, remaining) if alternatives else []
-    record_budget_rejection(metric)
+    record_budget_rejection("api_key" if is_key_metric(metric) else metric)
     logger.warning(
         "budget.rejected",
         extra={"brand_id": brand.pk, "metric": metric, "model": request.model},
     )
+    if is_key_metric(metric):
+        return BudgetExceeded(
+            "Estimated cost exceeds this API key's monthly budget",
+            model=request.model,
+            api_key_id=request.api_key_id,
+            estimated_cost=f"{request.estimated_cost:.6f}",
+            monthly_budget=f"{limit.quantize(MONEY):.6f}",
+            monthly_budget_remaining=f"{remaining.quantize(MONEY):.6f}",
+            reset_time=next_reset(metric, now).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            suggestions=[
+                "Reduce max_completion_tokens",
+                "Use a cheaper model",
+                "Raise the key's monthly_budget (PATCH /ai/api-keys/{id}/)",
+            ],
+            alternatives=alts,
+        )
     if metric == BudgetMetric.O3_COST:
         return BudgetExceeded(
             "Estimated cost exceeds daily O3 budget limit",
@@ -357,7 +402,8 @@ def _refusal(
         )
     if metric == BudgetMetric.REASONING_JOBS:
         return BudgetExceeded(
-            "Daily reasoning quota exceeded for O3",
+            "Daily reasoning quota exceeded"
+            + (" for O3" if request.is_o3 else f" (reasoning models: {request.model})"),
             error_code=ProvidersErrorCode.REASONING_QUOTA_EXCEEDED,
             model=request.model,
             daily_reasoning_jobs=int(spent + reserved),
@@ -433,9 +479,11 @@ def _finish(job: AIJob, status: str) -> list[dict[str, Any]] | None:
     return _finish_many([job.pk], status).get(job.pk)
 
 
-def _finish_many(job_ids: list[int], status: str) -> dict[int, list[dict[str, Any]]]:
+def _finish_many(
+    job_ids: list[int], status: str, from_status: str = BudgetReservation.Status.RESERVED
+) -> dict[int, list[dict[str, Any]]]:
     """``_finish`` for many jobs in one ``UPDATE … RETURNING``: amounts by job id, for the
-    reservations that were still reserved."""
+    reservations that were still ``from_status`` (reserved)."""
     rows = _returning(
         f"UPDATE {_table(BudgetReservation)} SET status = %s, finished_at = %s "  # noqa: S608
         f"WHERE job_id IN ({', '.join(['%s'] * len(job_ids))}) AND status = %s "
@@ -444,7 +492,7 @@ def _finish_many(job_ids: list[int], status: str) -> dict[int, list[dict[str, An
             status,
             connection.ops.adapt_datetimefield_value(timezone.now()),
             *job_ids,
-            BudgetReservation.Status.RESERVED,
+            from_status,
         ],
     )
     return {
@@ -486,22 +534,33 @@ def budget_settle(*, job: AIJob, actual_cost: Decimal, actual_tokens: int) -> li
 
 
 @transaction.atomic(savepoint=False)
-def budget_settle_many(settlements: list[Settlement]) -> dict[int, list[BudgetCounter]]:
+def budget_settle_many(
+    settlements: list[Settlement], *, released: bool = False
+) -> dict[int, list[BudgetCounter]]:
     """``budget_settle`` for the jobs a group commit completes together: one UPDATE for
     their reservations, then one UPDATE per counter with the summed amounts (in the
     reservations' lock order: brand, then ``METRIC_ORDER``), so a brand's counters are
     locked once per batch instead of once per job. Returns the counters written, by brand.
+
+    ``released``: charge jobs whose reservation was already released (a job cancelled
+    while its provider call ran, the call then finishing): their spend is added to the same
+    counters, with nothing reserved left to give back. Exactly once as well (the
+    reservation goes from released to settled).
     """
     if not settlements:
         return {}
-    reserved = _finish_many([s.job.pk for s in settlements], BudgetReservation.Status.SETTLED)
+    reserved = _finish_many(
+        [s.job.pk for s in settlements],
+        BudgetReservation.Status.SETTLED,
+        BudgetReservation.Status.RELEASED if released else BudgetReservation.Status.RESERVED,
+    )
     # (brand id, metric, period) -> [reserved units released, actual units spent]
     deltas: dict[tuple[int, str, str], list[int]] = {}
     for settlement in settlements:
         job = settlement.job
         for item in reserved.get(job.pk, ()):
             metric = item["metric"]
-            if metric in COST_METRICS:
+            if metric in COST_METRICS or is_key_metric(metric):
                 actual = settlement.actual_cost
             elif metric in TOKEN_METRICS:
                 actual = Decimal(settlement.actual_tokens)
@@ -520,10 +579,10 @@ def budget_settle_many(settlements: list[Settlement]) -> dict[int, list[BudgetCo
                     },
                 )
             delta = deltas.setdefault((job.brand_id, metric, item["period"]), [0, 0])
-            delta[0] += to_units(amount)
+            delta[0] += 0 if released else to_units(amount)
             delta[1] += to_units(actual)
-    order = {str(metric): index for index, metric in enumerate(METRIC_ORDER)}
-    keys = sorted(deltas, key=lambda key: (key[0], order[key[1]], key[2]))
+    order = _lock_order()
+    keys = sorted(deltas, key=lambda key: _lock_key(order, key))
     written = _returning_all(
         [
             (

@@ -49,6 +49,8 @@ def test_80_and_100_percent_alerts_fire_once_each_and_notify(
         assert api_client.post("/ai/openai/chat/", BODY, format="json").status_code == 200
         seen.append(sorted(o3_alerts(brand)))
     assert seen == [[], [], [], [80], [80, 100]]
+    message = UsageAlert.objects.get(brand=brand, kind="o3_daily_budget", threshold=100).message
+    assert message.endswith(f"reached 100%: ${estimate() * 5:.6f} of ${estimate() * 5:.6f}.")
     assert wait_until(lambda: len(mail.outbox) == 2, timeout=5)
     assert all(m.to == ["ops@example.com"] for m in mail.outbox)
     assert "80%" in mail.outbox[0].subject + mail.outbox[1].subject

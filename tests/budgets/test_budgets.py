@@ -1,5 +1,6 @@
 """SPEC §6 on every exit path, the quotas API, rate limits and period roll-over."""
 
+import threading
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -10,11 +11,13 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from ai_core.models import AIJob
+from ai_openai.models import OpenAIJob
 from ai_openai.services import budget_request_for
 from ai_openai.validation import prepare_chat_request
-from ai_providers.budget_models import BrandQuota, BudgetCounter
+from ai_providers.budget_models import BrandQuota, BudgetCounter, BudgetReservation
 from ai_providers.clients import client_cache_invalidate
 from ai_providers.ratelimit import rate_limit_reset
+from ai_usage.models import UsageRecord
 from tests.core.test_auth import assert_error
 
 pytestmark = pytest.mark.django_db
@@ -67,6 +70,49 @@ def test_cancelled_job_releases_its_reservation(api_client, chat_ready, fake_ope
     api_client.post(f"/ai/jobs/{job_id}/cancel/")
     assert counter(brand, "o3_cost").reserved == 0
     assert counter(brand, "o3_cost").spent == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_call_that_finishes_after_its_job_was_cancelled_is_still_recorded(
+    client_for, admin_user, chat_ready, fake_openai, brand
+):
+    """Cancelling releases the reservation at once; the provider call already under way
+    still finishes and is charged, so its usage and cost are recorded (the job stays
+    cancelled, and the caller waiting on it gets a 409 JOB_CANCELLED)."""
+    fake_openai.configure(completion_mode="max", latency_ms=1500)
+    outcome = {}
+
+    def call():
+        response = client_for(admin_user, brand).post("/ai/openai/chat/", BODY, format="json")
+        outcome["response"] = response
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    deadline = time.monotonic() + 10
+    while not (job := AIJob.objects.filter(status="running").first()):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    while not fake_openai.requests():  # the provider call is under way
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    cancel = client_for(admin_user, brand).post(f"/ai/jobs/{job.public_id}/cancel/")
+    assert cancel.status_code == 200, cancel.content
+    assert counter(brand, "o3_cost").reserved == 0  # released by the cancellation
+    caller.join(timeout=30)
+
+    body = assert_error(outcome["response"], 409, "JOB_CANCELLED")
+    assert body["job_id"] == job.public_id
+    job.refresh_from_db()
+    assert job.status == "cancelled"
+    assert job.result is None
+    record = UsageRecord.objects.get(job=job)
+    expected = budget_request_for(prepare_chat_request(body=BODY)).estimated_cost
+    assert record.total_cost == expected  # the fake answers max_completion_tokens
+    o3 = counter(brand, "o3_cost")
+    assert o3.spent == expected
+    assert o3.reserved == 0
+    assert BudgetReservation.objects.get(job=job).status == "settled"
+    assert OpenAIJob.objects.filter(job=job).count() == 1
 
 
 def test_refusal_is_the_seeds_error_and_writes_nothing(api_client, chat_ready, fake_openai, brand):

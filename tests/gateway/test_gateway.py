@@ -4,6 +4,7 @@ import asyncio
 
 import openai
 import pytest
+from rest_framework.test import APIClient
 
 from ai_core.models import AIJob
 from ai_openai.models import BrandApiKey, OpenAIJob
@@ -31,7 +32,7 @@ def sdk(live_server, gateway_key):
 def test_key_is_shown_once_and_stored_hashed(api_client, gateway_key):
     assert gateway_key["key"].startswith("mh-")
     assert gateway_key["prefix"] == gateway_key["key"][:12]
-    listed = api_client.get("/ai/api-keys/").json()
+    listed = api_client.get("/ai/api-keys/").json()["results"]
     assert listed[0]["prefix"] == gateway_key["prefix"]
     assert gateway_key["key"] not in str(listed)
     row = BrandApiKey.objects.get()
@@ -127,3 +128,17 @@ def test_key_restricted_to_models(live_server, api_client, chat_ready, fake_open
 def test_other_brands_key_cannot_be_revoked(api_client, other_client, gateway_key, other_admin):
     assert_error(other_client.delete(f"/ai/api-keys/{gateway_key['id']}/"), 404, "NOT_FOUND")
     assert BrandApiKey.objects.get().revoked_at is None
+
+
+@pytest.mark.parametrize("stream", ["false", "yes", 1, [], {}])
+def test_stream_must_be_a_boolean(gateway_key, fake_openai, stream):
+    response = APIClient().post(
+        "/ai/v1/chat/completions",
+        {"model": "gpt-4o", "messages": HELLO, "stream": stream},
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {gateway_key['key']}",
+    )
+    body = assert_error(response, 400, "VALIDATION_ERROR")
+    assert body["error"]["param"] == "stream"
+    assert AIJob.objects.count() == 0
+    assert fake_openai.requests() == []
