@@ -303,7 +303,10 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
 def gunicorn_shape(env: dict[str, str]) -> tuple[int, int]:
     """Workers and threads the config resolves to under ``env``."""
     saved = dict(os.environ)
-    os.environ.update({k: v for k, v in env.items() if k.startswith("GUNICORN_")})
+    # The worker count depends on REDIS_URL too (one worker without Redis).
+    os.environ.update(
+        {k: v for k, v in env.items() if k.startswith("GUNICORN_") or k == "REDIS_URL"}
+    )
     try:
         config = runpy.run_path(str(REPO_ROOT / "gunicorn.conf.py"))
     finally:

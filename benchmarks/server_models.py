@@ -21,16 +21,19 @@ docs/performance.md.
 
 Usage::
 
-    .venv/bin/python benchmarks/server_models.py [--duration 10] [--slow-duration 15] [--no-docs]
+    .venv/bin/python benchmarks/server_models.py [--rounds 3] [--duration 10]
+        [--slow-duration 15] [--no-docs]
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,7 +61,8 @@ SERVERS: dict[str, dict[str, Any]] = {
             str(REPO_ROOT / "gunicorn.conf.py"),
             "-b",
         ],
-        "env": {},
+        # Explicit: without REDIS_URL the config would start one worker (gunicorn.conf.py).
+        "env": {"GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "128"},
     },
     "django-asgi": {
         "label": "uvicorn 2 workers, Django `async def` view, `AsyncOpenAI`",
@@ -168,12 +172,19 @@ def run_load(spec: dict[str, Any], server_pid: int) -> dict[str, Any]:
     }
 
 
-def run(args: argparse.Namespace) -> dict[tuple[str, int, int], dict[str, Any]]:
+Results = dict[tuple[str, int, int], list[dict[str, Any]]]
+
+
+def run(args: argparse.Namespace) -> Results:
+    """Every server and scenario, ``args.rounds`` times over (each round starts the servers
+    again, so how the clients' connections fall on the two workers is drawn again)."""
     fake_port, port = bench.free_port(), bench.free_port()
-    results: dict[tuple[str, int, int], dict[str, Any]] = {}
+    results: Results = {}
     log_path = Path(tempfile.gettempdir()) / f"server_models-{os.getpid()}.log"
     with open(log_path, "ab") as log_file:
-        for latency in sorted({latency for latency, _ in SCENARIOS}):
+        for _round, latency in itertools.product(
+            range(args.rounds), sorted({latency for latency, _ in SCENARIOS})
+        ):
             fake = bench.start_fake(fake_port, latency)
             try:
                 for name in ("fake", *SERVERS):
@@ -197,7 +208,7 @@ def run(args: argparse.Namespace) -> dict[tuple[str, int, int], dict[str, Any]]:
                                 "timeout": 60.0,
                             }
                             result = run_load(spec, fake.pid if server is None else server.pid)
-                            results[(name, latency, concurrency)] = result
+                            results.setdefault((name, latency, concurrency), []).append(result)
                             bench.log(
                                 f"{name:12s} {latency:5d} ms c{concurrency:<4d} "
                                 f"{result['rps']:8.1f} req/s  p50 {result['p50']:8.2f}  "
@@ -212,7 +223,11 @@ def run(args: argparse.Namespace) -> dict[tuple[str, int, int], dict[str, Any]]:
     return results
 
 
-def render(results: dict[tuple[str, int, int], dict[str, Any]], started: datetime) -> str:
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def render(results: Results, started: datetime, rounds: int) -> str:
     cpu = "unknown"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
@@ -240,25 +255,36 @@ def render(results: dict[tuple[str, int, int], dict[str, Any]], started: datetim
         "in the gateway benchmark (`gpt-4o`, `max_tokens: 16`; keep-alive connections, one "
         "request in flight each; 2 s warm-up, then a 10 s window, or 15 s with the 1 s "
         "upstream). *Added* = p50 minus the fake server's own p50 in the same scenario; "
-        "*server CPU* = CPU time of the server's processes in the window / responses.",
+        "*server CPU* = CPU time of the server's processes in the window / responses. "
+        f"Each scenario ran {rounds} times, each time on freshly started servers: the table "
+        "gives the median of the runs, and the RPS of every run (a keep-alive client stays on "
+        "the worker that accepted it, so how the connections fall on the two workers moves "
+        "a run's figures a lot).",
         "",
-        "| server | upstream | conc. | RPS | p50 ms | p95 ms | p99 ms | added p50 ms | errors "
-        "| server CPU ms/req |",
+        "| server | upstream | conc. | RPS (median) | RPS of each run | p50 ms | p95 ms | "
+        "added p50 ms | errors | server CPU ms/req |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for latency, concurrency in SCENARIOS:
         fake = results.get(("fake", latency, concurrency))
         for name in ("fake", *SERVERS):
-            row = results.get((name, latency, concurrency))
-            if row is None:
+            runs = results.get((name, latency, concurrency))
+            if not runs:
                 continue
             label = "fake server alone" if name == "fake" else SERVERS[name]["label"]
-            added = "–" if name == "fake" or fake is None else f"+{row['p50'] - fake['p50']:.1f}"
-            cpu_ms = "–" if name == "fake" else f"{row['server_cpu_ms']:.1f}"
+            p50 = median([r["p50"] for r in runs])
+            added = (
+                "–"
+                if name == "fake" or not fake
+                else f"+{p50 - median([r['p50'] for r in fake]):.1f}"
+            )
+            cpu_ms = "–" if name == "fake" else f"{median([r['server_cpu_ms'] for r in runs]):.1f}"
             lines.append(
-                f"| {label} | {latency} ms | {concurrency} | {row['rps']:,.0f} | "
-                f"{row['p50']:.1f} | {row['p95']:.1f} | {row['p99']:.1f} | {added} | "
-                f"{row['errors']} | {cpu_ms} |"
+                f"| {label} | {latency} ms | {concurrency} | "
+                f"{median([r['rps'] for r in runs]):,.0f} | "
+                f"{', '.join(format(r['rps'], ',.0f') for r in runs)} | {p50:.1f} | "
+                f"{median([r['p95'] for r in runs]):.1f} | {added} | "
+                f"{sum(r['errors'] for r in runs)} | {cpu_ms} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -284,12 +310,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="s, instant upstream")
     parser.add_argument("--slow-duration", type=float, default=15.0, help="s, 1 s upstream")
     parser.add_argument("--warmup", type=float, default=2.0, help="s before each window")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of every scenario")
     parser.add_argument("--no-docs", action="store_true", help="do not write docs")
     args = parser.parse_args()
     if not (VENV_BIN / "uvicorn").exists():
         raise SystemExit("uvicorn is not installed: .venv/bin/pip install -r requirements-dev.txt")
     started = datetime.now(UTC)
-    section = render(run(args), started)
+    section = render(run(args), started, args.rounds)
     print(section)
     if not args.no_docs:
         write_doc(section)
