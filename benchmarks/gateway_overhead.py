@@ -356,6 +356,12 @@ def start_gunicorn(
             stdout=log_file,
             stderr=log_file,
         )
+    return wait_healthy(process, port, f"gunicorn did not start; see {log_path}")
+
+
+def wait_healthy(process: subprocess.Popen[Any], port: int, failure: str) -> subprocess.Popen[Any]:
+    """``process`` once ``GET /health`` on ``port`` answers 200 (60 s at most); else kill
+    it and stop with ``failure``."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -367,7 +373,7 @@ def start_gunicorn(
         except OSError:
             time.sleep(0.2)
     process.kill()
-    raise SystemExit(f"gunicorn did not start; see {log_path}")
+    raise SystemExit(failure)
 
 
 def stop(process: subprocess.Popen[Any] | None) -> None:
@@ -1477,13 +1483,18 @@ def render_costs(costs: dict[str, Any]) -> list[str]:
     return lines
 
 
-def write_doc(section: str) -> None:
+def write_doc(section: str, title: str = SECTION_TITLE, before: str | None = None) -> None:
+    """Replace the section headed ``title`` in docs/performance.md with ``section``; a new
+    one goes before the heading ``before`` if given and present, else at the end."""
     text = DOC_PATH.read_text() if DOC_PATH.exists() else "# Performance\n"
-    start = text.find(SECTION_TITLE)
-    if start == -1:
+    start = text.find(title)
+    anchor = text.find(f"\n{before}") if before else -1
+    if start == -1 and anchor != -1:
+        text = text[: anchor + 1] + section + "\n" + text[anchor + 1 :]
+    elif start == -1:
         text = text.rstrip("\n") + "\n\n" + section
     else:
-        following = text.find("\n## ", start + len(SECTION_TITLE))
+        following = text.find("\n## ", start + len(title))
         end = len(text) if following == -1 else following + 1
         text = text[:start] + section + ("\n" + text[end:] if following != -1 else "")
     DOC_PATH.write_text(text)

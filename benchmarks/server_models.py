@@ -28,7 +28,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import http.client
 import itertools
 import json
 import os
@@ -113,18 +112,7 @@ def start_server(name: str, port: int, fake_port: int, log_file: Any) -> subproc
     process = subprocess.Popen(
         server_command(name, port), cwd=REPO_ROOT, env=env, stdout=log_file, stderr=log_file
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            conn.request("GET", "/health")
-            if conn.getresponse().status == 200:
-                conn.close()
-                return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise SystemExit(f"{name} did not start; see {log_file.name}")
+    return bench.wait_healthy(process, port, f"{name} did not start; see {log_file.name}")
 
 
 def tree_cpu_s(pid: int) -> float:
@@ -289,22 +277,6 @@ def render(results: Results, started: datetime, rounds: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_doc(section: str) -> None:
-    path = bench.DOC_PATH
-    text = path.read_text()
-    start = text.find(SECTION_TITLE)
-    if start == -1:
-        # Before the fake server's own section, after the gateway's.
-        anchor = text.find("\n## Bundled fake OpenAI server")
-        anchor = len(text) if anchor == -1 else anchor + 1
-        text = text[:anchor] + section + "\n" + text[anchor:]
-    else:
-        following = text.find("\n## ", start + len(SECTION_TITLE))
-        end = len(text) if following == -1 else following + 1
-        text = text[:start] + section + ("\n" + text[end:] if following != -1 else "")
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=10.0, help="s, instant upstream")
@@ -319,7 +291,7 @@ def main() -> None:
     section = render(run(args), started, args.rounds)
     print(section)
     if not args.no_docs:
-        write_doc(section)
+        bench.write_doc(section, SECTION_TITLE, before="## Bundled fake OpenAI server")
         bench.log(f"wrote {bench.DOC_PATH.relative_to(REPO_ROOT)}")
 
 
