@@ -107,15 +107,19 @@ def recommend_model(
     }
     costs: dict[str, Decimal] = {}
     for m in models:
+        # This task's cost at the registry's prices, refined by the brand's average cost on
+        # the model as speed is by its latency: a few past calls (of other sizes) move it a
+        # little, many calls a lot. So models with and without history compare on one basis.
+        cost = estimate_cost(
+            m,
+            prompt_tokens=prompt_tokens[m.tokenizer],
+            max_output_tokens=_output_tokens(complexity_score, m),
+        )
         past = history.get(m.name)
         if past and past["avg_cost"] is not None:
-            costs[m.name] = Decimal(past["avg_cost"]).quantize(Decimal("0.000001"))
-        else:
-            costs[m.name] = estimate_cost(
-                m,
-                prompt_tokens=prompt_tokens[m.tokenizer],
-                max_output_tokens=_output_tokens(complexity_score, m),
-            )
+            weight = Decimal(past["n"]) / Decimal(past["n"] + HISTORY_WEIGHT)
+            cost = (1 - weight) * cost + weight * Decimal(past["avg_cost"])
+        costs[m.name] = cost.quantize(Decimal("0.000001"))
     max_cost = max(costs.values()) or Decimal(1)
     candidates = []
     for m in models:

@@ -1,5 +1,7 @@
 """POST /ai/openai/recommend_model/: deterministic, explained, only callable models."""
 
+from decimal import Decimal
+
 import pytest
 
 from ai_openai.models import AIModel, OpenAIJob
@@ -76,11 +78,22 @@ def test_brand_history_refines_the_cost(api_client, chat_ready, fake_openai, oth
     after = recommend(api_client, budget_constraint=1.0).json()
     assert scores(after)["o3"] > scores(before)["o3"]
     assert scores(after)["gpt-4o"] == scores(before)["gpt-4o"]
+    # Three tiny calls refine this task's estimate (weight 3 / (3 + 10)); they do not
+    # replace it with their own average, so models with and without history compare fairly.
+    registry, refined = costs(before)["o3"], costs(after)["o3"]
+    assert registry * Decimal("0.76") < refined < registry
     # Another brand's recommendation is not moved by this brand's history.
     other_credential_and_setup = other_client.post(
         "/ai/openai/recommend_model/", SEED_EXAMPLE, format="json"
     )
     assert other_credential_and_setup.json()["recommended_model"] is None
+
+
+def costs(body):
+    return {
+        body["recommended_model"]: Decimal(body["estimated_cost"]),
+        **{alt["model"]: Decimal(alt["estimated_cost"]) for alt in body["alternatives"]},
+    }
 
 
 def scores(body):
