@@ -8,6 +8,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.db import connections
 from django.utils import timezone
 
 from ai_core.models import AIJob
@@ -83,8 +84,11 @@ def test_a_call_that_finishes_after_its_job_was_cancelled_is_still_recorded(
     outcome = {}
 
     def call():
-        response = client_for(admin_user, brand).post("/ai/openai/chat/", BODY, format="json")
-        outcome["response"] = response
+        try:
+            response = client_for(admin_user, brand).post("/ai/openai/chat/", BODY, format="json")
+            outcome["response"] = response
+        finally:
+            connections.close_all()  # this thread's connection, or the test database stays open
 
     caller = threading.Thread(target=call)
     caller.start()
