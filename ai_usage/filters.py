@@ -1,9 +1,9 @@
 from typing import Any
 
 import django_filters
-from rest_framework.filters import OrderingFilter
 
 from ai_core.filters import GENERATION_CHOICES
+from megahub.filters import StrictOrderingFilter
 
 from .models import UsageAlert, UsageRecord
 
@@ -56,7 +56,7 @@ class AlertFilter(django_filters.FilterSet):
         fields: list[str] = []
 
 
-class StableOrderingFilter(OrderingFilter):
+class StableOrderingFilter(StrictOrderingFilter):
     """``?ordering=`` with the job id as the last key, so rows that tie on the requested
     field (equal costs, null scores) keep one order across pages and exports."""
 

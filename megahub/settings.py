@@ -211,7 +211,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": [
         "django_filters.rest_framework.DjangoFilterBackend",
         "rest_framework.filters.SearchFilter",
-        "rest_framework.filters.OrderingFilter",
+        "megahub.filters.StrictOrderingFilter",
     ],
     "DEFAULT_PAGINATION_CLASS": "megahub.pagination.StandardPagination",
     "PAGE_SIZE": 50,

@@ -127,6 +127,19 @@ def test_list_filters_search_and_ordering(api_client, test_handler):
     assert listed("ordering=created_at") == ids
     assert listed("created_at__gte=2000-01-01&ordering=-created_at") == ids[::-1]
     assert listed("created_at__lte=2000-01-01") == []
+    # One object: an ordering (even a bogus one) means nothing there.
+    assert api_client.get(f"/ai/jobs/{ids[0]}/?ordering=bogus").status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("ordering", ["-cost", "created_at,nope", "brand__name"])
+def test_unknown_ordering_field_is_400_naming_the_valid_ones(api_client, test_handler, ordering):
+    response = api_client.get(f"/ai/jobs/?ordering={ordering}")
+    assert_error(response, 400, "VALIDATION_ERROR")
+    body = response.json()
+    assert "created_at" in body["suggestions"]
+    assert "brand__name" not in body["suggestions"]
+    assert body["field_errors"]["ordering"]
 
 
 @pytest.mark.django_db

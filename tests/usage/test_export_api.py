@@ -112,6 +112,14 @@ def test_export_follows_the_list_ordering(api_client, usage_data):
     assert costs == sorted(costs, reverse=True)
 
 
+def test_export_with_an_unknown_ordering_field_is_400_not_a_file(api_client, usage_data):
+    response = api_client.get("/ai/usage/export/?format=csv&ordering=-cost")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error_code"] == "VALIDATION_ERROR"
+    assert "total_cost" in body["suggestions"]
+
+
 def test_other_brand_exports_only_its_rows(other_client, usage_data, noise):
     rows = csv_rows(other_client.get("/ai/usage/export/"))
     assert totals(rows) == spec_totals(noise.specs)

@@ -130,7 +130,13 @@ def test_other_brand_lists_only_its_rows(other_client, usage_data, noise):
 
 @pytest.mark.parametrize(
     "query",
-    ["total_cost__gte=abc", "created_at__gte=yesterday", "quality_score__gte=x"],
+    [
+        "total_cost__gte=abc",
+        "created_at__gte=yesterday",
+        "quality_score__gte=x",
+        "ordering=-cost",
+        "ordering=created_at,brand__name",
+    ],
 )
 def test_bad_filter_values_are_400(api_client, usage_data, query):
     assert_error(api_client.get(f"/ai/usage/?{query}"), 400, "VALIDATION_ERROR")

@@ -1,0 +1,39 @@
+"""Filter backends shared by every list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.filters import OrderingFilter
+
+from .errors import ValidationFailed
+
+
+class StrictOrderingFilter(OrderingFilter):
+    """``?ordering=`` as DRF's, except that a field the list cannot be ordered by is a 400
+    naming the fields it can, on lists (DRF drops such a term silently, so a typo such as
+    ``?ordering=-cost`` returned the default order as if it had been applied)."""
+
+    def remove_invalid_fields(
+        self, queryset: Any, fields: list[str], view: Any, request: Any
+    ) -> list[str]:
+        lookup = getattr(view, "lookup_url_kwarg", None) or getattr(view, "lookup_field", None)
+        if lookup and lookup in getattr(view, "kwargs", {}):
+            # One object (``get_object`` filters its queryset too): ordering means nothing.
+            return super().remove_invalid_fields(queryset, fields, view, request)
+        valid = [item[0] for item in self.get_valid_fields(queryset, view, {"request": request})]
+        terms = [term for term in fields if term]
+        invalid = [term for term in terms if term.removeprefix("-") not in valid]
+        if invalid:
+            raise ValidationFailed(
+                f"Cannot order by {', '.join(invalid)}.",
+                field_errors={
+                    self.ordering_param: [
+                        f"Unknown ordering field: {term!r}. Valid fields: {', '.join(valid)}"
+                        " (prefix '-' for descending)."
+                        for term in invalid
+                    ]
+                },
+                suggestions=valid,
+            )
+        return terms
