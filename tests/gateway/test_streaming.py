@@ -176,3 +176,39 @@ def test_chunks_are_relayed_as_the_provider_sent_them(key, fake_openai, brand):
     assert last["usage"]["total_tokens"] > 0
     assert last["choices"] == []
     assert fake_openai.requests()[-1]["json"]["stream_options"] == {"include_usage": True}
+
+
+def test_a_stream_whose_job_is_cancelled_mid_way_is_still_recorded_and_billed(
+    api_client, key, fake_openai, brand
+):
+    """Cancelling releases the reservation at once, but the stream already flowing goes on
+    to its end: what it streamed is recorded and charged once, and the job stays
+    cancelled (as for a non-streamed call that finishes after its cancellation)."""
+    from ai_openai.services import chat_stream_open, chat_stream_relay
+
+    fake_openai.configure(completion_tokens=30)
+    job, owner, prepared, execution = chat_stream_open(
+        brand=brand,
+        body={"model": "gpt-4o", "messages": HELLO, "stream_options": {"include_usage": True}},
+    )
+    relay = chat_stream_relay(
+        job=job, owner=owner, prepared=prepared, execution=execution, include_usage=True
+    )
+    first = next(relay)
+    assert first.startswith(b"data: ")
+    cancel = api_client.post(f"/ai/jobs/{job.public_id}/cancel/")
+    assert cancel.status_code == 200, cancel.content
+    cost = BudgetCounter.objects.get(brand=brand, metric="cost")
+    assert cost.reserved == 0 and cost.spent == 0  # released by the cancellation
+    rest = list(relay)
+    assert rest[-1] == b"data: [DONE]\n\n"
+    job.refresh_from_db()
+    assert job.status == "cancelled"
+    assert job.result is None
+    record = UsageRecord.objects.get(job=job)
+    assert record.completion_tokens == 30
+    assert record.total_cost > 0
+    cost.refresh_from_db()
+    assert cost.spent == record.total_cost
+    assert cost.reserved == 0
+    assert OpenAIJob.objects.filter(job=job).count() == 1
