@@ -1,5 +1,7 @@
 import django_filters
 
+from megahub.filters import IsoDateTimeFilter
+
 from .models import AIJob, JobPriority, JobStatus
 
 # The closed value sets of ai_openai's ``OpenAIJob.generation`` and ``reasoning_effort``,
@@ -15,8 +17,8 @@ class JobFilter(django_filters.FilterSet):
     priority = django_filters.MultipleChoiceFilter(choices=JobPriority.choices)
     job_type = django_filters.CharFilter(field_name="job_type__code")
     model = django_filters.CharFilter(field_name="model")
-    created_at__gte = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_at__lte = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
+    created_at__gte = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_at__lte = IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
     # Across relations owned by apps above ai_core, reached through the ORM's reverse
     # relations (never an import): ai_openai's OpenAIJob is ``job.openai_job``.
     openai_job__model = django_filters.CharFilter(field_name="openai_job__model")

@@ -3,7 +3,7 @@ from typing import Any
 import django_filters
 
 from ai_core.filters import GENERATION_CHOICES
-from megahub.filters import StrictOrderingFilter
+from megahub.filters import IsoDateTimeFilter, StrictOrderingFilter
 
 from .models import UsageAlert, UsageRecord
 
@@ -22,8 +22,8 @@ class CommaListFilter(django_filters.BaseInFilter, django_filters.CharFilter):
 
 
 class UsageFilter(django_filters.FilterSet):
-    created_at__gte = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_at__lte = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
+    created_at__gte = IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_at__lte = IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
     total_cost__gte = django_filters.NumberFilter(field_name="total_cost", lookup_expr="gte")
     total_cost__lte = django_filters.NumberFilter(field_name="total_cost", lookup_expr="lte")
     model_name = django_filters.CharFilter(field_name="model_name")

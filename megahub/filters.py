@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+import django_filters
+from django.core.exceptions import ValidationError
+from django_filters.fields import IsoDateTimeField
 from rest_framework.filters import OrderingFilter
 
 from .errors import ValidationFailed
@@ -37,3 +41,29 @@ class StrictOrderingFilter(OrderingFilter):
                 suggestions=valid,
             )
         return terms
+
+
+class BoundedIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 date-time that exists in UTC: ``0001-01-01T00:00:00+01:00`` parses but
+    is a year before 1 in UTC, which the database adapter cannot convert (it raised
+    ``OverflowError`` when the list was read: a 500, or an export cut short)."""
+
+    default_error_messages = {
+        "out_of_range": "Out of range: the date-time must lie between 0001-01-01 and "
+        "9999-12-31 in UTC.",
+    }
+
+    def to_python(self, value: Any) -> datetime | None:
+        result = super().to_python(value)
+        if result is not None:
+            try:
+                result.astimezone(UTC)
+            except OverflowError:
+                raise ValidationError(
+                    self.error_messages["out_of_range"], code="out_of_range"
+                ) from None
+        return result
+
+
+class IsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = BoundedIsoDateTimeField

@@ -144,12 +144,23 @@ def test_unknown_ordering_field_is_400_naming_the_valid_ones(api_client, test_ha
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
-    "query", ["status=bogus", "created_at__gte=yesterday", "priority=critical", "page=999"]
+    "query",
+    [
+        "status=bogus",
+        "created_at__gte=yesterday",
+        "priority=critical",
+        "page=999",
+        # Valid ISO 8601, but outside years 1-9999 once in UTC (was a 500 on SQLite).
+        "created_at__gte=0001-01-01T00:00:00%2B01:00",
+        "created_at__lte=9999-12-31T23:59:59-01:00",
+    ],
 )
 def test_bad_filter_values_are_clear_errors(api_client, test_handler, query):
     response = api_client.get(f"/ai/jobs/?{query}")
     assert response.status_code in (400, 404)
     assert response.json()["error_code"] in ("VALIDATION_ERROR", "NOT_FOUND")
+    if query.startswith("created_at") and "T" in query:
+        assert "Out of range" in str(response.json()["field_errors"])
 
 
 @pytest.mark.django_db

@@ -120,6 +120,17 @@ def test_export_with_an_unknown_ordering_field_is_400_not_a_file(api_client, usa
     assert "total_cost" in body["suggestions"]
 
 
+@pytest.mark.parametrize("export_format", ["csv", "xlsx"])
+def test_export_with_a_date_out_of_range_in_utc_is_400_not_a_cut_file(
+    api_client, usage_data, export_format
+):
+    response = api_client.get(
+        f"/ai/usage/export/?format={export_format}&created_at__lte=9999-12-31T23:59:59-01:00"
+    )
+    assert response.status_code == 400
+    assert response.json()["field_errors"]["created_at__lte"]
+
+
 def test_other_brand_exports_only_its_rows(other_client, usage_data, noise):
     rows = csv_rows(other_client.get("/ai/usage/export/"))
     assert totals(rows) == spec_totals(noise.specs)

@@ -136,6 +136,8 @@ def test_other_brand_lists_only_its_rows(other_client, usage_data, noise):
         "quality_score__gte=x",
         "ordering=-cost",
         "ordering=created_at,brand__name",
+        "created_at__gte=0001-01-01T00:00:00%2B01:00",
+        "created_at__lte=9999-12-31T23:59:59-01:00",
     ],
 )
 def test_bad_filter_values_are_400(api_client, usage_data, query):
