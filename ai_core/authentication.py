@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ObjectDoesNotExist
 from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
+from rest_framework_simplejwt import serializers as jwt_serializers
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
@@ -60,3 +63,17 @@ class BrandRequestAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
+
+
+class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
+    """simplejwt's, except that a refresh token whose user was deleted or deactivated is a
+    401 ``TOKEN_INVALID`` (simplejwt let the deleted user's ``DoesNotExist`` through: a
+    500), as it is for an access token of such a user."""
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
+        try:
+            return super().validate(attrs)
+        except ObjectDoesNotExist:
+            raise TokenInvalid("The token's user no longer exists.") from None
+        except AuthenticationFailed as exc:
+            raise TokenInvalid("The token's user is not active.") from exc

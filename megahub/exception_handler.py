@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError, DataError, IntegrityError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework_simplejwt.exceptions import InvalidToken
@@ -45,6 +48,7 @@ CODE_BY_STATUS = {
     405: ErrorCode.METHOD_NOT_ALLOWED,
     406: ErrorCode.NOT_ACCEPTABLE,
     409: ErrorCode.CONFLICT,
+    413: ErrorCode.REQUEST_TOO_LARGE,
     415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
     429: ErrorCode.RATE_LIMITED,
     503: ErrorCode.SERVICE_UNAVAILABLE,
@@ -135,6 +139,12 @@ def _field_errors(data: Any) -> dict[str, list[str]]:
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    request = context.get("request")
+    if request is not None:
+        # An error is JSON whatever the client accepts (with DEBUG, a browser's Accept
+        # header would pick the browsable API's HTML, which then lost the error's code).
+        request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = JSONRenderer.media_type
     if isinstance(exc, ApplicationError):
         return Response(exc.as_dict(), status=exc.status_code, headers=exc.headers)
 
@@ -142,6 +152,26 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         exc = drf.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = drf.PermissionDenied()
+
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        return Response(
+            error_body(
+                f"The request body is larger than the {limit // (1024 * 1024)} MiB accepted.",
+                ErrorCode.REQUEST_TOO_LARGE,
+            ),
+            status=413,
+        )
+    if isinstance(exc, DataError):
+        # A value the database cannot store or compare (out of its range, say): the
+        # request's transaction was rolled back, nothing was written.
+        logger.warning("request.data_error", extra={"error_class": type(exc).__name__})
+        return Response(
+            error_body(
+                "A value in the request is outside what can be stored.", ErrorCode.VALIDATION_ERROR
+            ),
+            status=400,
+        )
 
     if isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError | DataError):
         # The database (which holds budgets) is unreachable: fail closed, say so, no 500.

@@ -56,6 +56,9 @@ class ApiErrorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "\x00" in request.path and is_api_path(request.path):
+            # No URL holds NUL (PostgreSQL could not even compare it with an id).
+            return json_not_found(request)
         response = self.get_response(request)
         if (
             response.status_code >= 400

@@ -74,6 +74,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "megahub.urls"
+# Request bodies up to 10 MiB (Django's default, 2.5 MiB, is below a full gpt-4.1 context
+# of about a million tokens); a larger one is a 413 REQUEST_TOO_LARGE.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 WSGI_APPLICATION = "megahub.wsgi.application"
 ASGI_APPLICATION = "megahub.asgi.application"
 
@@ -218,6 +221,11 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "megahub.exception_handler.api_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "megahub.parsers.StrictJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "COERCE_DECIMAL_TO_STRING": True,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -235,6 +243,7 @@ SIMPLE_JWT = {
     "ALGORITHM": "HS256",
     "AUTH_HEADER_TYPES": ("Bearer",),
     "UPDATE_LAST_LOGIN": False,
+    "TOKEN_REFRESH_SERIALIZER": "ai_core.authentication.TokenRefreshSerializer",
 }
 
 SPECTACULAR_SETTINGS = {

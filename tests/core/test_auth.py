@@ -62,6 +62,19 @@ def test_refresh_with_garbage_is_token_invalid():
     assert_error(response, 401, "TOKEN_INVALID")
 
 
+@pytest.mark.parametrize("change", ["deleted", "deactivated"])
+def test_refresh_for_a_user_deleted_or_deactivated_since_is_token_invalid(brand, change):
+    user = make_member(brand)
+    refresh = str(RefreshToken.for_user(user))
+    if change == "deleted":
+        user.delete()  # simplejwt let User.DoesNotExist through: a 500
+    else:
+        user.is_active = False
+        user.save()
+    response = APIClient().post("/api/auth/token/refresh/", {"refresh": refresh}, format="json")
+    assert_error(response, 401, "TOKEN_INVALID")
+
+
 def test_no_authorization_header_is_not_authenticated():
     response = APIClient().get("/ai/me/")
     assert_error(response, 401, "NOT_AUTHENTICATED")
