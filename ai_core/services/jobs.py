@@ -193,6 +193,14 @@ def _job_build(
             field_errors={"job_type": [f"Unknown job type '{job_type}'."]},
             suggestions=codes,
         )
+    named = input.get("model") if isinstance(input, dict) else None
+    if model and named and named != model:
+        # Named twice, differently: neither silently wins.
+        raise ValidationFailed(
+            f"The job names two models: model '{model}' and input.model '{named}'.",
+            field_errors={"model": [f"Differs from input.model ('{named}'): name one model."]},
+            suggestions=["Give the model either as model or as input.model"],
+        )
     model = model or job_type_obj.default_model
     normalized = validate_job_input(
         handler_name=job_type_obj.handler, brand=brand, input=input, model=model

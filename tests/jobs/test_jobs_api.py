@@ -170,3 +170,24 @@ def test_job_types_list_with_categories(api_client, job_types):
     assert by_code["complex_reasoning"]["category"] == "reasoning"
     assert by_code["complex_reasoning"]["default_model"] == "o3"
     assert by_code["translation"]["category"] == "transformation"
+
+
+@pytest.mark.django_db
+def test_a_model_named_twice_differently_is_400_and_writes_nothing(api_client, chat_ready):
+    body = {"job_type": "chat_completion", "input": {"prompt": "x", "model": "gpt-4o"}}
+    response = api_client.post("/ai/jobs/", {**body, "model": "gpt-9"}, format="json")
+    assert_error(response, 400, "VALIDATION_ERROR")
+    assert "input.model" in response.json()["field_errors"]["model"][0]
+    response = api_client.post("/ai/jobs/", {**body, "model": "o3-mini"}, format="json")
+    assert_error(response, 400, "VALIDATION_ERROR")
+    assert AIJob.objects.count() == 0
+    # Named once, either way, or twice the same: the job runs that model.
+    for extra in ({"model": "gpt-4o"}, {}):
+        created = api_client.post("/ai/jobs/", {**body, **extra}, format="json")
+        assert created.status_code == 201, created.content
+    alone = {"job_type": "chat_completion", "model": "gpt-4.1", "input": {"prompt": "x"}}
+    created = api_client.post("/ai/jobs/", alone, format="json")
+    assert created.status_code == 201, created.content
+    assert AIJob.objects.get(public_id=created.json()["id"]).model == "gpt-4.1"
+    unknown = {"job_type": "chat_completion", "model": "gpt-9", "input": {"prompt": "x"}}
+    assert_error(api_client.post("/ai/jobs/", unknown, format="json"), 400, "UNKNOWN_MODEL")
