@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 import urllib.request
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -37,6 +38,7 @@ KIND_BY_METRIC = {
     BudgetMetric.TOKENS: UsageAlert.Kind.MONTHLY_TOKENS,
     BudgetMetric.O3_TOKENS: UsageAlert.Kind.O3_MONTHLY_TOKENS,
 }
+DAILY_ALERT_METRICS = (BudgetMetric.O3_COST, BudgetMetric.COST, BudgetMetric.REASONING_JOBS)
 WEBHOOK_TIMEOUT_SECONDS = 5
 
 
@@ -55,12 +57,7 @@ def budget_alerts_check(*, brand: Brand, counters: list[BudgetCounter]) -> list[
         if counter.limit_amount <= 0 or counter.metric not in KIND_BY_METRIC:
             continue  # no limit; or an API key's own budget, which refuses but alerts no one
         percent = counter.spent * 100 / counter.limit_amount
-        daily = counter.metric in (
-            BudgetMetric.O3_COST,
-            BudgetMetric.COST,
-            BudgetMetric.REASONING_JOBS,
-        )
-        period = counter.period.isoformat() if daily else counter.period.strftime("%Y-%m")
+        period = _period_label(counter.metric, counter.period)
         for threshold in THRESHOLDS:
             if percent < threshold:
                 continue
@@ -87,6 +84,53 @@ def budget_alerts_check(*, brand: Brand, counters: list[BudgetCounter]) -> list[
                 alert_id = alert.pk
                 transaction.on_commit(lambda alert_id=alert_id: alert_notify_async(alert_id))
     return raised
+
+
+def _period_label(metric: str, period: date) -> str:
+    return period.isoformat() if metric in DAILY_ALERT_METRICS else period.strftime("%Y-%m")
+
+
+def budget_refusal_alert(
+    *,
+    brand: Brand,
+    metric: str,
+    period: date,
+    committed: Decimal,
+    limit: Decimal,
+    estimate: Decimal,
+) -> UsageAlert | None:
+    """The 100% alert of a budget that refused a call once its spend and reservations had
+    passed 80% of it. Reservations refuse every call that would overshoot, so spend alone
+    stops short of 100% (a last call rarely fits to the cent): a refusal at that level is
+    the budget reaching its limit. Once per period, as every alert; in its own transaction
+    (the refused request's was rolled back). None if not raised."""
+    if limit <= 0 or metric not in KIND_BY_METRIC or committed * 100 < limit * THRESHOLDS[0]:
+        return None
+    kind = KIND_BY_METRIC[BudgetMetric(metric)]
+    label = _period_label(metric, period)
+    with transaction.atomic():
+        alert = usage_alert_raise(
+            brand=brand,
+            kind=kind,
+            threshold=100,
+            period=label,
+            value=committed,
+            limit=limit,
+            message=(
+                f"{UsageAlert.Kind(kind).label} for {label} reached 100%: a call needing "
+                f"{_amount(metric, estimate)} was refused with "
+                f"{_amount(metric, max(Decimal(0), limit - committed))} of "
+                f"{_amount(metric, limit)} left."
+            ),
+        )
+        if alert is not None:
+            logger.warning(
+                "alert.raised",
+                extra={"brand_id": brand.pk, "kind": kind, "threshold": 100, "refusal": True},
+            )
+            alert_id = alert.pk
+            transaction.on_commit(lambda: alert_notify_async(alert_id))
+    return alert
 
 
 def alert_notify_async(alert_id: int) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -40,6 +41,7 @@ from megahub.fastsql import results
 from megahub.metrics import record_budget_rejection
 from megahub.refcache import RefCache
 
+from .alerts import budget_refusal_alert
 from .budget_models import (
     BrandQuota,
     BudgetCounter,
@@ -361,6 +363,33 @@ def _refusal(
         "budget.rejected",
         extra={"brand_id": brand.pk, "metric": metric, "model": request.model},
     )
+    error = _refusal_error(brand, request, metric, spent, reserved, limit, remaining, now, alts)
+    if not is_key_metric(metric):
+        error.after_rollback.append(
+            partial(
+                budget_refusal_alert,
+                brand=brand,
+                metric=metric,
+                period=date.fromisoformat(item["period"]),
+                committed=spent + reserved,
+                limit=limit,
+                estimate=Decimal(item["amount"]),
+            )
+        )
+    return error
+
+
+def _refusal_error(
+    brand: Brand,
+    request: BudgetRequest,
+    metric: str,
+    spent: Decimal,
+    reserved: Decimal,
+    limit: Decimal,
+    remaining: Decimal,
+    now: datetime,
+    alts: list[str],
+) -> ApplicationError:
     if is_key_metric(metric):
         return BudgetExceeded(
             "Estimated cost exceeds this API key's monthly budget",

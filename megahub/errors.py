@@ -8,6 +8,7 @@ Apps subclass these, each keeping its codes in one enum.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -62,6 +63,9 @@ class ApplicationError(Exception):
         self.suggestions = suggestions or []
         self.headers = headers or {}
         self.extra = extra
+        # Work to do once the request's transaction has been rolled back (a refusal's alert,
+        # say): run by the API's exception handler, outside any transaction.
+        self.after_rollback: list[Callable[[], None]] = []
         super().__init__(self.detail)
 
     def as_dict(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
-from django.db import DatabaseError, DataError, IntegrityError
+from django.db import DatabaseError, DataError, IntegrityError, connection
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.renderers import JSONRenderer
@@ -124,6 +124,19 @@ def internal_error_body() -> dict[str, Any]:
     )
 
 
+def _after_rollback(exc: ApplicationError) -> None:
+    """Run the error's ``after_rollback`` work, now that the view's transactions are gone
+    (inside a caller's transaction it would be rolled back with it: skipped). Never raises:
+    the error is still the answer."""
+    if not exc.after_rollback or connection.in_atomic_block:
+        return
+    for work in exc.after_rollback:
+        try:
+            work()
+        except Exception:  # noqa: BLE001 - the refusal still answers
+            logger.exception("request.after_rollback_failed")
+
+
 def _flatten_errors(data: Any) -> list[str]:
     if isinstance(data, dict):
         return [msg for value in data.values() for msg in _flatten_errors(value)]
@@ -146,6 +159,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         request.accepted_renderer = JSONRenderer()
         request.accepted_media_type = JSONRenderer.media_type
     if isinstance(exc, ApplicationError):
+        _after_rollback(exc)
         return Response(exc.as_dict(), status=exc.status_code, headers=exc.headers)
 
     if isinstance(exc, Http404):

@@ -2,6 +2,7 @@
 and never able to fail the user's request."""
 
 import time
+from decimal import Decimal
 
 import pytest
 from django.core import mail
@@ -58,6 +59,45 @@ def test_80_and_100_percent_alerts_fire_once_each_and_notify(
     assert wait_until(lambda: len(hooks()) == 2, timeout=5)
     assert {h["json"]["threshold"] for h in hooks()} == {80, 100}
     assert api_client.get("/ai/alerts/active/").json()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_budget_past_80_percent_that_refuses_a_call_raises_its_100_percent_alert(
+    api_client, chat_ready, fake_openai, brand, settings
+):
+    """Reservations refuse every call that would overshoot, so spend stops short of 100%
+    (here 4.5 of 5 calls' worth): the first refusal past 80% is the limit reached."""
+    fake_openai.configure(completion_mode="max")
+    settings.AI_ENABLE_ALERTING = True
+    settings.AI_ALERT_EMAIL = "ops@example.com"
+    budget = (estimate() * 9 / 2).quantize(Decimal("0.000001"))
+    BrandQuota.objects.create(brand=brand, o3_daily_budget=budget)
+    for _ in range(4):
+        assert api_client.post("/ai/openai/chat/", BODY, format="json").status_code == 200
+    assert sorted(o3_alerts(brand)) == [80]
+    refused = api_client.post("/ai/openai/chat/", BODY, format="json")
+    assert refused.status_code == 403
+    assert refused.json()["error_code"] == "O3_BUDGET_EXCEEDED"
+    assert sorted(o3_alerts(brand)) == [80, 100]
+    alert = UsageAlert.objects.get(brand=brand, kind="o3_daily_budget", threshold=100)
+    assert alert.value == estimate() * 4
+    assert alert.limit == budget
+    assert f"a call needing ${estimate():.6f} was refused" in alert.message
+    assert f"${budget - estimate() * 4:.6f} of ${budget:.6f} left" in alert.message
+    assert wait_until(lambda: len(mail.outbox) == 2, timeout=5)
+    # Once per period: another refusal raises nothing more.
+    assert api_client.post("/ai/openai/chat/", BODY, format="json").status_code == 403
+    assert sorted(o3_alerts(brand)) == [80, 100]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_refusal_below_80_percent_raises_no_alert(api_client, chat_ready, fake_openai, brand):
+    """A single call bigger than what is left of a budget barely used is refused, but the
+    budget is not at its limit: no alert."""
+    BrandQuota.objects.create(brand=brand, o3_daily_budget=estimate() / 2)
+    refused = api_client.post("/ai/openai/chat/", BODY, format="json")
+    assert refused.status_code == 403
+    assert o3_alerts(brand) == []
 
 
 @pytest.mark.django_db(transaction=True)
