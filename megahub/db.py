@@ -27,12 +27,13 @@ def percentiles(
     """Continuous percentiles of ``field`` over ``queryset`` (nulls ignored), in the database.
 
     PostgreSQL: one ``percentile_cont`` query. Elsewhere (SQLite): the same linear
-    interpolation from the two neighbouring rows, fetched with ORDER BY/OFFSET.
+    interpolation from the two neighbouring rows, fetched with ORDER BY/OFFSET. Rounded to
+    3 decimals (interpolating in binary floats gave ``2626.2999999999997``).
     """
     rows = queryset.exclude(**{f"{field}__isnull": True})
     if connection.vendor == "postgresql":
         result = rows.aggregate(**{f"p{i}": PercentileCont(field, p) for i, p in enumerate(ps)})
-        return {p: result[f"p{i}"] for i, p in enumerate(ps)}
+        return {p: _rounded(result[f"p{i}"]) for i, p in enumerate(ps)}
     count = rows.count()
     out: dict[float, float | None] = {}
     ordered = rows.order_by(field).values_list(field, flat=True)
@@ -45,8 +46,12 @@ def percentiles(
         values = list(ordered[lower : lower + 2])
         low = float(values[0])
         high = float(values[1]) if len(values) > 1 else low
-        out[p] = low + (high - low) * (position - lower)
+        out[p] = _rounded(low + (high - low) * (position - lower))
     return out
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 3)
 
 
 def release_connection() -> bool:

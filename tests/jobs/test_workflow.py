@@ -252,3 +252,15 @@ def test_dashboard_matches_a_python_computation(api_client, brand, test_handler)
     durations.sort()
     assert body["duration_ms"]["p50"] == pytest.approx(durations[1])
     assert body["by_type"] == {"content_analysis": 5}
+
+
+def test_dashboard_percentiles_are_rounded_not_binary_float_noise(api_client, brand, test_handler):
+    for _ in range(3):
+        create(brand)
+    jobs = list(AIJob.objects.filter(status=JobStatus.COMPLETED).order_by("pk"))
+    assert len(jobs) == 3
+    for job, duration in zip(jobs, (1000, 1000, 1518), strict=True):
+        AIJob.objects.filter(pk=job.pk).update(duration_ms=duration)
+    # p95 interpolates 1000 + 518 × 0.9: 1466.1999999999998 in binary floats.
+    body = api_client.get("/ai/jobs/dashboard/?days=7").json()
+    assert body["duration_ms"] == {"p50": 1000.0, "p95": 1466.2}
