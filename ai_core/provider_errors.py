@@ -7,7 +7,10 @@ and whether to fall back. Messages never contain credentials or request contents
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
+
+from django.conf import settings
 
 from megahub.errors import ApplicationError
 
@@ -105,8 +108,12 @@ class ProviderCallFailed(ApplicationError):
     @classmethod
     def from_provider_error(cls, exc: ProviderError, **extra: object) -> ProviderCallFailed:
         headers = {}
-        if isinstance(exc, ProviderRateLimited) and exc.retry_after:
-            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        if isinstance(exc, ProviderRateLimited):
+            # The provider's delay in whole seconds, rounded up (never sooner than it asked),
+            # else the delay an async job ending rate-limited is re-queued with.
+            delay = exc.retry_after or settings.AI_RATE_LIMIT_REQUEUE_DELAY
+            extra.setdefault("retry_after", max(1, math.ceil(delay)))
+            headers["Retry-After"] = str(extra["retry_after"])
         return cls(
             exc.message,
             error_code=exc.error_code,

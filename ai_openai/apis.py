@@ -1,5 +1,7 @@
+import math
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, viewsets
@@ -9,7 +11,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from ai_core.idempotency import idempotent_response
-from ai_core.models import AIJob, JobStatus
+from ai_core.models import AIJob, JobAttempt, JobStatus
 from ai_core.scoping import BrandScopedViewSetMixin
 from ai_core.selectors import job_get
 from megahub.errors import ApplicationError, ValidationFailed
@@ -49,7 +51,9 @@ def job_error(job: AIJob) -> ApplicationError:
     code = error.pop("error_code", "PROVIDER_ERROR")
     headers = {}
     if code == "RATE_LIMITED":
-        headers["Retry-After"] = "1"
+        seconds = rate_limited_retry_after(job)
+        headers["Retry-After"] = str(seconds)
+        error["retry_after"] = seconds
     return ApplicationError(
         error.pop("detail", "The job failed."),
         error_code=code,
@@ -60,6 +64,21 @@ def job_error(job: AIJob) -> ApplicationError:
         job_id=job.public_id,
         **error,
     )
+
+
+def rate_limited_retry_after(job: AIJob) -> int:
+    """Whole seconds (rounded up, at least 1) a client should wait before repeating a job
+    that ended rate-limited by the provider: the ``Retry-After`` of the 429 that ended it
+    (the job's last failed attempt), else ``AI_RATE_LIMIT_REQUEUE_DELAY`` — the same delay
+    an async job ending so is re-queued with. One query, on this error path only."""
+    last = (
+        JobAttempt.objects.filter(job=job, outcome=JobAttempt.Outcome.ERROR)
+        .order_by("-number")
+        .values_list("retry_after", flat=True)
+        .first()
+    )
+    delay = last if last is not None else settings.AI_RATE_LIMIT_REQUEUE_DELAY
+    return max(1, math.ceil(delay))
 
 
 def async_accepted(job: AIJob) -> dict[str, Any]:

@@ -142,3 +142,37 @@ def test_stream_must_be_a_boolean(gateway_key, fake_openai, stream):
     assert body["error"]["param"] == "stream"
     assert AIJob.objects.count() == 0
     assert fake_openai.requests() == []
+
+
+def test_sdk_rate_limited_chat_gets_the_providers_retry_after(sdk, fake_openai, brand, settings):
+    settings.AI_RETRY_MAX_WAIT = 1  # the provider's 3 s is not waited for: 429 at once
+    fake_openai.add_faults([{"status": 429, "retry_after": 3}] * 4)
+    with pytest.raises(openai.RateLimitError) as info:
+        sdk.chat.completions.create(model="gpt-4o", messages=HELLO)
+    assert info.value.response.headers["Retry-After"] == "3"
+    assert info.value.body["type"] == "rate_limit_error"
+    assert info.value.body["code"] == "rate_limited"
+    whole = info.value.response.json()
+    assert whole["error_code"] == "RATE_LIMITED"
+    assert whole["retry_after"] == 3
+    job = AIJob.objects.get(brand=brand)
+    assert whole["job_id"] == job.public_id
+    assert job.status == "failed"
+    assert list(job.attempts.values_list("retry_after", flat=True)) == [3.0]
+
+
+def test_rate_limited_chat_without_a_provider_retry_after_gets_the_requeue_delay(
+    gateway_key, fake_openai, settings
+):
+    settings.AI_RATE_LIMIT_REQUEUE_DELAY = 7.5
+    fake_openai.add_faults([{"status": 429}] * 4)
+    response = APIClient().post(
+        "/ai/v1/chat/completions",
+        {"model": "gpt-4o", "messages": HELLO},
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {gateway_key['key']}",
+    )
+    body = assert_error(response, 429, "RATE_LIMITED")
+    assert response["Retry-After"] == "8"
+    assert body["error"]["type"] == "rate_limit_error"
+    assert body["retry_after"] == 8

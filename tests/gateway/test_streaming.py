@@ -199,7 +199,8 @@ def test_a_stream_whose_job_is_cancelled_mid_way_is_still_recorded_and_billed(
     cancel = api_client.post(f"/ai/jobs/{job.public_id}/cancel/")
     assert cancel.status_code == 200, cancel.content
     cost = BudgetCounter.objects.get(brand=brand, metric="cost")
-    assert cost.reserved == 0 and cost.spent == 0  # released by the cancellation
+    assert cost.reserved == 0  # released by the cancellation
+    assert cost.spent == 0
     rest = list(relay)
     assert rest[-1] == b"data: [DONE]\n\n"
     job.refresh_from_db()
@@ -212,3 +213,17 @@ def test_a_stream_whose_job_is_cancelled_mid_way_is_still_recorded_and_billed(
     assert cost.spent == record.total_cost
     assert cost.reserved == 0
     assert OpenAIJob.objects.filter(job=job).count() == 1
+
+
+@pytest.mark.parametrize(("provider_says", "we_say"), [(2.5, "3"), (None, "8")])
+def test_a_rate_limited_stream_gets_the_providers_retry_after_rounded_up(
+    sdk, fake_openai, settings, provider_says, we_say
+):
+    settings.AI_RETRY_MAX_WAIT = 1  # the provider's delay is not waited for: 429 at once
+    settings.AI_RATE_LIMIT_REQUEUE_DELAY = 7.5
+    fault = {"status": 429, **({"retry_after": provider_says} if provider_says else {})}
+    fake_openai.add_faults([fault] * 4)
+    with pytest.raises(openai.RateLimitError) as info:
+        list(sdk.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True))
+    assert info.value.response.headers["Retry-After"] == we_say
+    assert info.value.response.json()["retry_after"] == int(we_say)

@@ -1,6 +1,7 @@
 """POST /ai/openai/chat/ end to end: the SDK talks HTTP to the fake server, and we check
 what the fake server actually received for every model and every parameter rule."""
 
+import logging
 from decimal import ROUND_HALF_UP, Decimal
 
 import pytest
@@ -282,6 +283,62 @@ def test_provider_failure_after_retries_is_502_and_timeout_504(
     response = chat(api_client, model="gpt-4o")
     assert_error(response, 429, "RATE_LIMITED")
     assert "Retry-After" in response
+
+
+def test_rate_limited_chat_answers_the_providers_retry_after_rounded_up(
+    api_client, chat_ready, fake_openai, settings
+):
+    settings.AI_RETRY_DELAYS = [0.01]  # one retry, after the provider's 1.2 s
+    fake_openai.add_faults([{"status": 429, "retry_after": 1.2}] * 2)
+    response = chat(api_client, model="gpt-4o")
+    body = assert_error(response, 429, "RATE_LIMITED")
+    assert response["Retry-After"] == "2"
+    assert body["retry_after"] == 2
+    assert body["provider_status"] == 429
+    job = AIJob.objects.get(public_id=body["job_id"])
+    assert job.status == "failed"
+    assert list(job.attempts.values_list("status_code", "retry_after")) == [(429, 1.2)] * 2
+
+
+def test_rate_limited_chat_answers_a_retry_after_too_long_to_wait_for_in_line(
+    api_client, chat_ready, fake_openai, settings
+):
+    settings.AI_RETRY_MAX_WAIT = 1  # the provider's 2 s is not waited for: 429 at once
+    fake_openai.add_faults([{"status": 429, "retry_after": 2}] * 4)
+    response = chat(api_client, model="gpt-4o")
+    body = assert_error(response, 429, "RATE_LIMITED")
+    assert response["Retry-After"] == "2"
+    assert body["retry_after"] == 2
+    job = AIJob.objects.get(public_id=body["job_id"])
+    assert list(job.attempts.values_list("retry_after", flat=True)) == [2.0]
+
+
+def test_rate_limited_chat_without_a_provider_retry_after_answers_the_requeue_delay(
+    api_client, chat_ready, fake_openai, settings
+):
+    settings.AI_RATE_LIMIT_REQUEUE_DELAY = 7.5
+    fake_openai.add_faults([{"status": 429}] * 4)
+    response = chat(api_client, model="gpt-4o")
+    body = assert_error(response, 429, "RATE_LIMITED")
+    assert response["Retry-After"] == "8"
+    assert body["retry_after"] == 8
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rate_limited_async_chat_is_requeued_with_the_providers_delay_not_answered_429(
+    api_client, chat_ready, fake_openai, settings, caplog
+):
+    caplog.set_level(logging.INFO, logger="megahub.jobs")
+    settings.AI_RETRY_MAX_WAIT = 1
+    fake_openai.add_faults([{"status": 429, "retry_after": 2}])
+    response = chat(api_client, model="gpt-4o", **{"async": True})
+    assert response.status_code == 202, response.content
+    assert "Retry-After" not in response
+    job = AIJob.objects.get(public_id=response.json()["job_id"])
+    assert job.status == "completed"  # the inline runner ran the re-queued job at once
+    assert job.requeues == 1
+    requeued = [r for r in caplog.records if r.getMessage() == "job.requeued"]
+    assert [r.delay_s for r in requeued] == [2.0]
 
 
 def test_openai_jobs_list_filters_and_brand_scope(
