@@ -83,11 +83,13 @@ def ai_model_resolve(*, name: str, field: str = "model") -> AIModel:
     """
     model = ai_model_get(name=name)
     if model is None:
+        # Echoed at most 64 characters long (a 100 KB name came back three times).
+        shown = name if len(name) <= 64 else name[:64] + "…"
         raise UnknownModel(
-            f"Unknown model '{name}'.",
-            field_errors={field: [f"Unknown model '{name}'."]},
+            f"Unknown model '{shown}'.",
+            field_errors={field: [f"Unknown model '{shown}'."]},
             suggestions=ai_model_suggestions(name=name),
-            model=name,
+            model=shown,
         )
     ai_model_check_available(model, field=field)
     return model

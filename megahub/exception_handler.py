@@ -75,8 +75,10 @@ def openai_error_body(body: dict[str, Any], status: int) -> dict[str, Any]:
     field_errors = body.get("field_errors") or {}
     invalid = body.get("invalid_params") or list(field_errors)
     message = body.get("detail", "Request failed.")
-    if field_errors:
-        message += " " + "; ".join(f"{k}: {' '.join(v)}" for k, v in field_errors.items())
+    # Each field's messages after the detail, unless they only repeat it.
+    parts = [f"{k}: {' '.join(v)}" for k, v in field_errors.items() if " ".join(v) != message]
+    if parts:
+        message += " " + "; ".join(parts)
     return {
         "error": {
             "message": message,

@@ -176,3 +176,15 @@ def test_rate_limited_chat_without_a_provider_retry_after_gets_the_requeue_delay
     assert response["Retry-After"] == "8"
     assert body["error"]["type"] == "rate_limit_error"
     assert body["retry_after"] == 8
+
+
+def test_unknown_model_message_says_it_once_and_echoes_a_long_name_cut(sdk, fake_openai):
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk.chat.completions.create(model="nope", messages=HELLO)
+    assert info.value.body["message"] == "Unknown model 'nope'."
+    with pytest.raises(openai.BadRequestError) as info:
+        sdk.chat.completions.create(model="x" * 100_000, messages=HELLO)
+    body = info.value.response.json()
+    assert body["detail"] == f"Unknown model '{'x' * 64}…'."
+    assert len(info.value.response.content) < 5_000
+    assert fake_openai.requests() == []
