@@ -16,18 +16,24 @@ from .registry import registry_seed
 class SetupReport:
     providers: tuple[int, int]
     models: tuple[int, int]
+    job_categories: tuple[int, int]
     job_types: tuple[int, int]
 
     @property
     def changed(self) -> bool:
-        return any(sum(pair) for pair in (self.providers, self.models, self.job_types))
+        parts = (self.providers, self.models, self.job_categories, self.job_types)
+        return any(sum(pair) for pair in parts)
 
 
 @transaction.atomic
 def ai_infrastructure_setup(*, include_o3: bool) -> SetupReport:
     """Providers, the model registry and job types; each part reports (created, updated)."""
+    providers = providers_seed()
+    models = registry_seed(include_o3=include_o3)
+    job_types = job_types_seed(include_o3=include_o3)
     return SetupReport(
-        providers=providers_seed(),
-        models=registry_seed(include_o3=include_o3),
-        job_types=job_types_seed(include_o3=include_o3),
+        providers=providers,
+        models=models,
+        job_categories=job_types.categories,
+        job_types=job_types.job_types,
     )

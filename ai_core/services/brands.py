@@ -22,6 +22,9 @@ class BrandSetupResult:
     brand_created: bool
     user_created: bool
     membership_changed: bool
+    membership_created: bool = False
+    brand_renamed_from: str | None = None  # the previous name when this call renamed it
+    membership_role_was: str | None = None  # the previous role when this call changed it
 
 
 @transaction.atomic
@@ -36,9 +39,10 @@ def brand_setup_with_user(
     """Create the brand, the user and the membership, each only if missing.
 
     Idempotent: running it again with the same arguments changes nothing. An existing
-    user's password is changed only when ``password`` is given; an existing membership's
-    role is updated to ``role``. A new user without a password cannot log in until one
-    is set (``manage.py changepassword``).
+    brand is renamed to ``name`` (validated as on creation); an existing user's password
+    is changed only when ``password`` is given; an existing membership's role is updated
+    to ``role``. The result says which of these happened. A new user without a password
+    cannot log in until one is set (``manage.py changepassword``).
     """
     if role not in BrandMembership.Role.values:
         raise ValidationFailed(
@@ -46,12 +50,15 @@ def brand_setup_with_user(
         )
     brand = Brand.objects.filter(slug=slug).first()
     brand_created = brand is None
+    brand_renamed_from = None
     if brand is None:
         brand = Brand(slug=slug, name=name)
         _full_clean(brand)
         brand.save()
     elif brand.name != name:
+        brand_renamed_from = brand.name
         brand.name = name
+        _full_clean(brand, exclude=["slug"])
         brand.save(update_fields=["name"])
 
     user_model = get_user_model()
@@ -72,13 +79,21 @@ def brand_setup_with_user(
     membership, membership_created = BrandMembership.objects.get_or_create(
         user=user, brand=brand, defaults={"role": role}
     )
-    membership_changed = membership_created
+    membership_role_was = None
     if membership.role != role:
+        membership_role_was = membership.role
         membership.role = role
         membership.save(update_fields=["role"])
-        membership_changed = True
     return BrandSetupResult(
-        brand, user, membership, brand_created, user_created, membership_changed
+        brand=brand,
+        user=user,
+        membership=membership,
+        brand_created=brand_created,
+        user_created=user_created,
+        membership_changed=membership_created or membership_role_was is not None,
+        membership_created=membership_created,
+        brand_renamed_from=brand_renamed_from,
+        membership_role_was=membership_role_was,
     )
 
 

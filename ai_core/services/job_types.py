@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -49,18 +50,31 @@ O3_JOB_TYPES: list[dict[str, Any]] = [
 ]
 
 
+@dataclass(frozen=True)
+class JobTypesSeedResult:
+    """(created, updated) counts, categories and job types apart."""
+
+    categories: tuple[int, int]
+    job_types: tuple[int, int]
+
+    @property
+    def changed(self) -> bool:
+        return any(self.categories) or any(self.job_types)
+
+
 @transaction.atomic
-def job_types_seed(*, include_o3: bool) -> tuple[int, int]:
-    """Create or update the catalogue; returns (created, updated). Idempotent."""
-    created = updated = 0
+def job_types_seed(*, include_o3: bool) -> JobTypesSeedResult:
+    """Create or update the catalogue (categories, then job types). Idempotent."""
+    categories_created = categories_updated = 0
     categories = {}
     for code, name, description in CATEGORIES:
         category, was_created, was_updated = _upsert(
             AIJobCategory, code, {"name": name, "description": description}
         )
         categories[code] = category
-        created += was_created
-        updated += was_updated
+        categories_created += was_created
+        categories_updated += was_updated
+    created = updated = 0
     for spec in JOB_TYPES + (O3_JOB_TYPES if include_o3 else []):
         fields = {
             "name": spec["name"],
@@ -73,7 +87,9 @@ def job_types_seed(*, include_o3: bool) -> tuple[int, int]:
         _, was_created, was_updated = _upsert(AIJobType, spec["code"], fields)
         created += was_created
         updated += was_updated
-    return created, updated
+    return JobTypesSeedResult(
+        categories=(categories_created, categories_updated), job_types=(created, updated)
+    )
 
 
 def _upsert(model: type, code: str, fields: dict[str, Any]) -> tuple[Any, bool, bool]:

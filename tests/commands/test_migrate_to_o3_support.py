@@ -25,6 +25,7 @@ def test_adds_the_o3_models_and_job_types(install_without_o3, brand):
     assert table(output) == {
         "providers": (0, 0),
         "o3 models": (3, 0),
+        "job categories": (0, 0),
         "job types": (3, 0),
     }
     assert "changed" in output.splitlines()

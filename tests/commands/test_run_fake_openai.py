@@ -1,14 +1,20 @@
 """run_fake_openai: the command serves the OpenAI API (the SDK lists models through it)
-until interrupted, then exits cleanly; bad options exit non-zero."""
+until interrupted, then exits cleanly; bad options and a port already in use exit non-zero
+with a one-line message."""
 
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from io import StringIO
 
 import openai
+import pytest
+from django.core.management import CommandError, call_command
 
 from tests.workers import ROOT
 
@@ -52,3 +58,26 @@ def test_invalid_option_exits_non_zero():
     assert process.returncode != 0
     assert "fail_rate" in output
     assert time.monotonic() - started < 30
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    """A port another socket is listening on."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+def test_a_port_in_use_is_a_clean_command_error(busy_port):
+    with pytest.raises(CommandError, match=rf"^port {busy_port} is already in use on 127\.0\.0\.1"):
+        call_command("run_fake_openai", "--port", str(busy_port), stdout=StringIO())
+
+
+def test_a_port_in_use_exits_non_zero_with_a_message_and_no_traceback(busy_port):
+    process = manage("run_fake_openai", "--port", str(busy_port))
+    output, _ = process.communicate(timeout=30)
+
+    assert process.returncode == 1
+    assert f"CommandError: port {busy_port} is already in use" in output
+    assert "Traceback" not in output

@@ -39,7 +39,12 @@ def table(output: str) -> dict[str, tuple[int, int]]:
 def test_setup_ai_infrastructure_creates_everything_and_reports_it():
     output = run("setup_ai_infrastructure", "--include-o3")
 
-    assert table(output) == {"providers": (4, 0), "models": (8, 0), "job types": (13, 0)}
+    assert table(output) == {
+        "providers": (4, 0),
+        "models": (8, 0),
+        "job categories": (4, 0),
+        "job types": (9, 0),
+    }
     assert output.strip().endswith("changed")
     assert set(AIModel.objects.values_list("name", flat=True)) >= O3_MODELS
     assert set(AIJobType.objects.values_list("code", flat=True)) >= O3_JOB_TYPES
@@ -51,7 +56,12 @@ def test_setup_ai_infrastructure_twice_changes_nothing():
 
     output = run("setup_ai_infrastructure", "--include-o3")
 
-    assert table(output) == {"providers": (0, 0), "models": (0, 0), "job types": (0, 0)}
+    assert table(output) == {
+        "providers": (0, 0),
+        "models": (0, 0),
+        "job categories": (0, 0),
+        "job types": (0, 0),
+    }
     assert output.strip().endswith("already up to date")
     assert snapshot() == before
 
@@ -63,14 +73,24 @@ def test_setup_ai_infrastructure_without_o3_leaves_the_o3_family_out():
     assert not AIJobType.objects.filter(code__in=O3_JOB_TYPES).exists()
 
 
+def test_setup_ai_job_types_reports_categories_and_job_types_apart():
+    output = run("setup_ai_job_types")
+
+    assert table(output) == {"job categories": (4, 0), "job types": (6, 0)}
+    assert output.strip().endswith("changed")
+    assert AIJobCategory.objects.count() == 4
+    assert AIJobType.objects.count() == 6
+
+
 def test_setup_ai_job_types_twice_changes_nothing():
     first = run("setup_ai_job_types", "--include-o3")
     before = snapshot()
 
     second = run("setup_ai_job_types", "--include-o3")
 
-    assert first.strip() == "job types: 13 created, 0 updated"
-    assert second.strip() == "job types: 0 created, 0 updated"
+    assert table(first) == {"job categories": (4, 0), "job types": (9, 0)}
+    assert table(second) == {"job categories": (0, 0), "job types": (0, 0)}
+    assert second.strip().endswith("already up to date")
     assert snapshot() == before
 
 
@@ -80,8 +100,18 @@ def test_setup_ai_job_types_restores_an_edited_type():
 
     output = run("setup_ai_job_types")
 
-    assert output.strip() == "job types: 0 created, 1 updated"
+    assert table(output) == {"job categories": (0, 0), "job types": (0, 1)}
     assert AIJobType.objects.get(code="translation").is_active
+
+
+def test_setup_ai_job_types_counts_a_restored_category_as_a_category():
+    run("setup_ai_job_types")
+    AIJobCategory.objects.filter(code="analysis").update(name="Edited")
+
+    output = run("setup_ai_job_types")
+
+    assert table(output) == {"job categories": (0, 1), "job types": (0, 0)}
+    assert AIJobCategory.objects.get(code="analysis").name == "Analysis"
 
 
 def test_setup_commands_explain_themselves_in_help(capsys):

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ai_core.models import BrandMembership
-from ai_core.services import brand_setup_with_user
+from ai_core.services import BrandSetupResult, brand_setup_with_user
 from megahub.errors import ApplicationError
 
 
@@ -36,14 +36,27 @@ class Command(BaseCommand):
             details = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.field_errors.items())
             raise CommandError(f"{exc.detail} {details}".strip()) from exc
 
-        def state(created: bool) -> str:
-            return "created" if created else "exists"
+        self.stdout.write(
+            f"brand       {result.brand.slug} (id {result.brand.pk}): {_brand(result)}"
+        )
+        self.stdout.write(
+            f"user        {result.user.get_username()}: "
+            f"{'created' if result.user_created else 'exists'}"
+        )
+        self.stdout.write(f"membership  role {result.membership.role}: {_membership(result)}")
 
-        self.stdout.write(
-            f"brand       {result.brand.slug} (id {result.brand.pk}): {state(result.brand_created)}"
-        )
-        self.stdout.write(f"user        {result.user.get_username()}: {state(result.user_created)}")
-        self.stdout.write(
-            f"membership  role {result.membership.role}: "
-            f"{'updated' if result.membership_changed else 'unchanged'}"
-        )
+
+def _brand(result: BrandSetupResult) -> str:
+    if result.brand_created:
+        return "created"
+    if result.brand_renamed_from is not None:
+        return f"exists, renamed from {result.brand_renamed_from!r} to {result.brand.name!r}"
+    return "exists"
+
+
+def _membership(result: BrandSetupResult) -> str:
+    if result.membership_created:
+        return "created"
+    if result.membership_role_was is not None:
+        return f"updated (was {result.membership_role_was})"
+    return "unchanged"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -35,7 +36,11 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
 
+        listening = False
+
         def announce(srv: FakeOpenAIServer) -> None:
+            nonlocal listening
+            listening = True
             self.stdout.write(f"Fake OpenAI server listening on {srv.base_url}")
             self.stdout.write("Control API under /_fake/ (reset, config, faults, requests).")
             self.stdout.flush()
@@ -44,3 +49,14 @@ class Command(BaseCommand):
             server.serve_forever(on_ready=announce)
         except KeyboardInterrupt:
             self.stdout.write("Stopped.")
+        except OSError as exc:
+            if listening:  # not a start-up failure: keep the traceback
+                raise
+            raise CommandError(_bind_failure(exc, options["host"], options["port"])) from exc
+
+
+def _bind_failure(exc: OSError, host: str, port: int) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} is already in use on {host}: stop the other server or pick --port"
+    reason = exc.strerror or str(exc)
+    return f"cannot listen on {host}:{port}: {reason}"

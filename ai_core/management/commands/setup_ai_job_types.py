@@ -12,5 +12,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: object, **options: object) -> None:
-        created, updated = job_types_seed(include_o3=bool(options["include_o3"]))
-        self.stdout.write(f"job types: {created} created, {updated} updated")
+        result = job_types_seed(include_o3=bool(options["include_o3"]))
+        rows = [("job categories", result.categories), ("job types", result.job_types)]
+        self.stdout.write(f"{'part':<16}{'created':>9}{'updated':>9}")
+        for name, (created, updated) in rows:
+            self.stdout.write(f"{name:<16}{created:>9}{updated:>9}")
+        self.stdout.write("changed" if result.changed else "already up to date")

@@ -39,17 +39,22 @@ class Command(BaseCommand):
             providers = providers_seed()
             models_created, _ = registry_seed(include_o3=True)
             enabled = _enable_o3_models()
-            job_types = job_types_seed(include_o3=True)
+            catalogue = job_types_seed(include_o3=True)
             if dry_run:
                 transaction.set_rollback(True)
 
-        self.stdout.write(f"{'part':<12}{'created':>9}{'updated':>9}")
-        self.stdout.write(f"{'providers':<12}{providers[0]:>9}{providers[1]:>9}")
-        self.stdout.write(f"{'o3 models':<12}{models_created:>9}{len(enabled):>9}")
-        self.stdout.write(f"{'job types':<12}{job_types[0]:>9}{job_types[1]:>9}")
+        rows = [
+            ("providers", providers),
+            ("o3 models", (models_created, len(enabled))),
+            ("job categories", catalogue.categories),
+            ("job types", catalogue.job_types),
+        ]
+        self.stdout.write(f"{'part':<16}{'created':>9}{'updated':>9}")
+        for name, (created, updated) in rows:
+            self.stdout.write(f"{name:<16}{created:>9}{updated:>9}")
         if enabled:
             self.stdout.write(f"enabled: {', '.join(enabled)}")
-        changed = any(providers) or models_created or enabled or any(job_types)
+        changed = any(providers) or models_created or enabled or catalogue.changed
         if dry_run:
             self.stdout.write("dry run: nothing was saved")
         else:

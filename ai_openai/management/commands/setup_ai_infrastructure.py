@@ -19,9 +19,10 @@ class Command(BaseCommand):
         rows = [
             ("providers", report.providers),
             ("models", report.models),
+            ("job categories", report.job_categories),
             ("job types", report.job_types),
         ]
-        self.stdout.write(f"{'part':<12}{'created':>9}{'updated':>9}")
+        self.stdout.write(f"{'part':<16}{'created':>9}{'updated':>9}")
         for name, (created, updated) in rows:
-            self.stdout.write(f"{name:<12}{created:>9}{updated:>9}")
+            self.stdout.write(f"{name:<16}{created:>9}{updated:>9}")
         self.stdout.write("changed" if report.changed else "already up to date")
