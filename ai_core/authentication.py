@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist
+from rest_framework import serializers
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
@@ -65,10 +66,12 @@ class BrandRequestAuthentication(BaseAuthentication):
         return 'Bearer realm="api"'
 
 
+# simplejwt's, except that a refresh token whose user was deleted or deactivated is a 401
+# ``TOKEN_INVALID`` (simplejwt let the deleted user's ``DoesNotExist`` through: a 500), as
+# it is for an access token of such a user. (No docstring: it would become the schema's
+# description; ``refresh`` is write-only as drf-spectacular shows simplejwt's.)
 class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
-    """simplejwt's, except that a refresh token whose user was deleted or deactivated is a
-    401 ``TOKEN_INVALID`` (simplejwt let the deleted user's ``DoesNotExist`` through: a
-    500), as it is for an access token of such a user."""
+    refresh = serializers.CharField(write_only=True)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, str]:
         try:
