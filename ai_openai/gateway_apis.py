@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 from ai_core.idempotency import idempotent_response
 from ai_core.permissions import IsBrandAdmin
 from megahub.errors import ValidationFailed
+from megahub.serializers import RejectUnknownFieldsMixin
 
 from .gateway import (
     ApiKeyAuthentication,
@@ -140,7 +141,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
         return api_key_month_block(obj, counters.get(obj.pk))
 
 
-class ApiKeyCreateSerializer(serializers.Serializer):
+class ApiKeyCreateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     name = serializers.CharField(max_length=100)
     allowed_models = serializers.ListField(
         child=serializers.CharField(max_length=64), required=False, default=list
@@ -150,7 +151,8 @@ class ApiKeyCreateSerializer(serializers.Serializer):
     )
 
 
-class ApiKeyUpdateSerializer(serializers.Serializer):
+class ApiKeyUpdateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    also_known = tuple(ApiKeySerializer.Meta.fields)
     name = serializers.CharField(max_length=100, required=False)
     allowed_models = serializers.ListField(
         child=serializers.CharField(max_length=64), required=False

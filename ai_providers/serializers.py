@@ -12,6 +12,8 @@ from typing import Any
 from django.utils import timezone
 from rest_framework import serializers
 
+from megahub.serializers import RejectUnknownFieldsMixin
+
 from .budget_models import MAX_INT_LIMIT, MAX_TOKEN_QUOTA
 from .models import Provider, ProviderCredential
 from .services import API_KEY_MAX_LENGTH
@@ -81,7 +83,8 @@ class CredentialSerializer(serializers.ModelSerializer):
         return (timezone.now() - credential.key_set_at).days
 
 
-class CredentialCreateSerializer(serializers.Serializer):
+class CredentialCreateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    also_known = tuple(CredentialSerializer.Meta.fields)
     provider = serializers.CharField(max_length=32)
     name = serializers.CharField(max_length=100)
     # Whitespace is the service's to refuse, not ours to trim silently.
@@ -146,7 +149,7 @@ class QuotaStatusQuerySerializer(serializers.Serializer):
     provider = serializers.ChoiceField(choices=Provider.Code.choices)
 
 
-class QuotaUpdateSerializer(serializers.Serializer):
+class QuotaUpdateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     """PATCH /ai/quotas/: the brand's overrides; null = back to the setting's default."""
 
     o3_daily_budget = serializers.DecimalField(

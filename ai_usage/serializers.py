@@ -2,6 +2,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from megahub.serializers import RejectUnknownFieldsMixin
+
 from .models import UsageAlert, UsageFeedback, UsageRecord
 from .selectors import BREAKDOWN_FIELDS
 
@@ -75,7 +77,7 @@ class ExportQuerySerializer(serializers.Serializer):
     format = serializers.ChoiceField(choices=["csv", "xlsx"], default="csv")
 
 
-class FeedbackSerializer(serializers.Serializer):
+class FeedbackSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     score = serializers.DecimalField(max_digits=4, decimal_places=2, min_value=0, max_value=10)
     comment = serializers.CharField(max_length=2000, allow_blank=True, required=False, default="")
 

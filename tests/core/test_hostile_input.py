@@ -123,3 +123,36 @@ def test_errors_stay_json_with_their_code_when_a_browser_asks_for_html():
     body = json.loads(response.content)
     assert body["error_code"] == "JOB_TYPE_NOT_FOUND"
     assert body["suggestions"] == ["chat_completion"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "typo", "meant"),
+    [
+        ("patch", "/ai/quotas/", {"daily_budjet": "5"}, "daily_budjet", "daily_budget"),
+        ("post", "/ai/api-keys/", {"name": "k", "monthly_budgt": "5"}, "monthly_budgt", None),
+        (
+            "post",
+            "/ai/credentials/",
+            {"provider": "openai", "name": "c", "api_key": "sk-" + "a" * 40, "api_url": "x"},
+            "api_url",
+            None,
+        ),
+    ],
+)
+def test_an_unknown_field_in_a_write_is_a_field_error_not_ignored(
+    api_client, chat_ready, method, path, body, typo, meant
+):
+    response = getattr(api_client, method)(path, body, format="json")
+    body = assert_error(response, 400, "VALIDATION_ERROR")
+    assert "Unknown field." in body["field_errors"][typo][0]
+    if meant:
+        assert f"Did you mean '{meant}'?" in body["field_errors"][typo][0]
+
+
+def test_a_credential_read_back_and_put_again_is_accepted(api_client, openai_credential):
+    shown = api_client.get(f"/ai/credentials/{openai_credential.pk}/").json()
+    response = api_client.put(
+        f"/ai/credentials/{openai_credential.pk}/", {**shown, "name": "renamed"}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["name"] == "renamed"
