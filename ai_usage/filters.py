@@ -3,7 +3,7 @@ from typing import Any
 import django_filters
 
 from ai_core.filters import GENERATION_CHOICES
-from megahub.filters import IsoDateTimeFilter, StrictOrderingFilter
+from megahub.filters import BooleanFilter, IsoDateTimeFilter, StrictOrderingFilter
 
 from .models import UsageAlert, UsageRecord
 
@@ -36,7 +36,7 @@ class UsageFilter(django_filters.FilterSet):
     cost_efficiency__gte = django_filters.NumberFilter(
         field_name="cost_efficiency", lookup_expr="gte"
     )
-    is_cached = django_filters.BooleanFilter(field_name="is_cached")
+    is_cached = BooleanFilter(field_name="is_cached")
 
     class Meta:
         model = UsageRecord
@@ -47,9 +47,7 @@ class AlertFilter(django_filters.FilterSet):
     kind = django_filters.ChoiceFilter(choices=UsageAlert.Kind.choices)
     threshold = django_filters.NumberFilter(field_name="threshold")
     period = django_filters.CharFilter(field_name="period")
-    acknowledged = django_filters.BooleanFilter(
-        field_name="acknowledged_at", lookup_expr="isnull", exclude=True
-    )
+    acknowledged = BooleanFilter(field_name="acknowledged_at", lookup_expr="isnull", exclude=True)
 
     class Meta:
         model = UsageAlert

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import django_filters
+from django import forms
 from django.core.exceptions import ValidationError
 from django_filters.fields import IsoDateTimeField
 from rest_framework.filters import OrderingFilter
@@ -67,3 +68,29 @@ class BoundedIsoDateTimeField(IsoDateTimeField):
 
 class IsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = BoundedIsoDateTimeField
+
+
+class StrictNullBooleanField(forms.NullBooleanField):
+    """``true``/``false`` (or ``1``/``0``, any case); absent or empty: no filter; anything
+    else an error (Django's field reads ``maybe`` as "no filter" and lists everything)."""
+
+    widget = forms.TextInput  # the raw value, not NullBooleanSelect's reading of it
+    TRUE = frozenset({"true", "1"})
+    FALSE = frozenset({"false", "0"})
+
+    def to_python(self, value: Any) -> bool | None:
+        if value is None or value == "" or isinstance(value, bool):
+            return value if isinstance(value, bool) else None
+        text = str(value).strip().lower()
+        if text in self.TRUE:
+            return True
+        if text in self.FALSE:
+            return False
+        raise ValidationError("Must be true or false.", code="invalid")
+
+    def validate(self, value: Any) -> None:
+        return None
+
+
+class BooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictNullBooleanField

@@ -67,6 +67,8 @@ def expect(specs, predicate) -> set[str]:
             lambda s: s.quality_score is not None and s.quality_score >= 5,
         ),
         ("is_cached=true", lambda s: s.is_cached),
+        ("is_cached=False", lambda s: not s.is_cached),
+        ("is_cached=0", lambda s: not s.is_cached),
         ("search=turbo", lambda s: "turbo" in s.model_name),
         (
             "model_name=o3-mini&quality_score__gte=2",
@@ -138,6 +140,7 @@ def test_other_brand_lists_only_its_rows(other_client, usage_data, noise):
         "ordering=created_at,brand__name",
         "created_at__gte=0001-01-01T00:00:00%2B01:00",
         "created_at__lte=9999-12-31T23:59:59-01:00",
+        "is_cached=maybe",
     ],
 )
 def test_bad_filter_values_are_400(api_client, usage_data, query):
