@@ -112,6 +112,18 @@ class ChatApi(APIView):
         run_async = body.get("async", False)
         if not isinstance(run_async, bool):
             raise ValidationFailed(field_errors={"async": ["Must be true or false."]})
+        if body.get("stream") not in (None, False):
+            # Not silently answered in one piece: streaming is the gateway's.
+            raise ValidationFailed(
+                "This endpoint does not stream.",
+                field_errors={
+                    "stream": [
+                        "Not supported here: stream through POST /ai/v1/chat/completions "
+                        "(with an API key), or use async: true."
+                    ]
+                },
+                suggestions=["POST /ai/v1/chat/completions", "async: true"],
+            )
 
         def run() -> Response:
             job = chat_submit(

@@ -56,6 +56,11 @@ class ChatCompletionsApi(GatewayView):
         gateway_check_model(
             api_key=request.auth, model=body.get("model") or settings.AI_DEFAULT_MODEL
         )
+        if "async" in body:
+            # Not OpenAI's, and the gateway always answers at once: refused, not ignored.
+            raise ValidationFailed(
+                field_errors={"async": ["Not supported by the gateway: use POST /ai/openai/chat/."]}
+            )
         chat_body = {k: v for k, v in body.items() if k not in ("stream", "stream_options", "user")}
         stream = body.get("stream", False)
         if stream is not None and not isinstance(stream, bool):

@@ -188,3 +188,16 @@ def test_unknown_model_message_says_it_once_and_echoes_a_long_name_cut(sdk, fake
     assert body["detail"] == f"Unknown model '{'x' * 64}…'."
     assert len(info.value.response.content) < 5_000
     assert fake_openai.requests() == []
+
+
+def test_async_is_refused_by_the_gateway_not_ignored(gateway_key, fake_openai):
+    response = APIClient().post(
+        "/ai/v1/chat/completions",
+        {"model": "gpt-4o", "messages": HELLO, "async": True},
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {gateway_key['key']}",
+    )
+    body = assert_error(response, 400, "VALIDATION_ERROR")
+    assert body["error"]["param"] == "async"
+    assert AIJob.objects.count() == 0
+    assert fake_openai.requests() == []

@@ -405,3 +405,17 @@ def test_fallback_skips_a_model_whose_context_window_cannot_hold_the_prompt(
     ]
     assert "gpt-4o" not in models_sent
     assert models_sent[-1] == "gpt-4.1"
+
+
+def test_stream_on_the_chat_api_is_refused_not_answered_in_one_piece(
+    api_client, chat_ready, fake_openai
+):
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    response = api_client.post("/ai/openai/chat/", body, format="json")
+    error = assert_error(response, 400, "VALIDATION_ERROR")
+    assert "POST /ai/v1/chat/completions" in error["suggestions"]
+    assert AIJob.objects.count() == 0
+    assert fake_openai.requests() == []
+    # stream: false is the default and fine.
+    plain = api_client.post("/ai/openai/chat/", {**body, "stream": False}, format="json")
+    assert plain.status_code == 200, plain.content
