@@ -21,12 +21,12 @@ class UsageAlreadyRecorded(Conflict):
 
 
 class JobNotScorable(Conflict):
-    """Feedback on a job that has no usage record (not completed, or no provider call)."""
+    """Feedback on a job that has no usage record (not finished, or no provider call)."""
 
     error_code = UsageErrorCode.JOB_NOT_SCORABLE
     default_detail = (
-        "Only a completed job with a recorded provider call can be scored; "
-        "retry once the job has completed."
+        "Only a job with a recorded provider call can be scored (a completed job, or one "
+        "cancelled after its call was made); retry once the job has completed."
     )
 
 
