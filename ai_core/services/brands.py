@@ -25,6 +25,7 @@ class BrandSetupResult:
     membership_created: bool = False
     brand_renamed_from: str | None = None  # the previous name when this call renamed it
     membership_role_was: str | None = None  # the previous role when this call changed it
+    password_changed: bool = False  # an existing user's password was reset by this call
 
 
 @transaction.atomic
@@ -72,9 +73,11 @@ def brand_setup_with_user(
             user.set_unusable_password()
         _full_clean(user, exclude=["password"])
         user.save()
-    elif password and not user.check_password(password):
+    password_changed = False
+    if not user_created and password and not user.check_password(password):
         user.set_password(password)
         user.save(update_fields=["password"])
+        password_changed = True
 
     membership, membership_created = BrandMembership.objects.get_or_create(
         user=user, brand=brand, defaults={"role": role}
@@ -94,6 +97,7 @@ def brand_setup_with_user(
         membership_created=membership_created,
         brand_renamed_from=brand_renamed_from,
         membership_role_was=membership_role_was,
+        password_changed=password_changed,
     )
 
 

@@ -72,3 +72,18 @@ def test_an_invalid_new_name_for_an_existing_brand_is_refused_and_changes_nothin
         create_brand("acme", "--name", "", "--user", "alice")
 
     assert Brand.objects.get(slug="acme").name == "Acme"
+
+
+def test_a_password_reset_of_an_existing_user_is_reported():
+    from django.contrib.auth import get_user_model
+
+    create_brand("acme", "--name", "Acme", "--user", "alice", "--password", "first-pass-123")
+    same = create_brand("acme", "--name", "Acme", "--user", "alice", "--password", "first-pass-123")
+    assert same["user"].endswith(": exists")
+
+    summary = create_brand(
+        "acme", "--name", "Acme", "--user", "alice", "--password", "second-pass-456"
+    )
+
+    assert summary["user"].endswith(": exists, password reset")
+    assert get_user_model().objects.get(username="alice").check_password("second-pass-456")

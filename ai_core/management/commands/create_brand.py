@@ -42,6 +42,7 @@ class Command(BaseCommand):
         self.stdout.write(
             f"user        {result.user.get_username()}: "
             f"{'created' if result.user_created else 'exists'}"
+            + (", password reset" if result.password_changed else "")
         )
         self.stdout.write(f"membership  role {result.membership.role}: {_membership(result)}")
 
