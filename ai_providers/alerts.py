@@ -177,8 +177,8 @@ def _post_webhook(url: str, alert: UsageAlert) -> str:
             "kind": alert.kind,
             "threshold": alert.threshold,
             "period": alert.period,
-            "value": str(alert.value),
-            "limit": str(alert.limit),
+            "value": alert.amounts()[0],
+            "limit": alert.amounts()[1],
             "message": alert.message,
         }
     ).encode()

@@ -215,6 +215,9 @@ class UsageAlert(models.Model):
         MONTHLY_TOKENS = "monthly_tokens", "Monthly tokens"
         O3_MONTHLY_TOKENS = "o3_monthly_tokens", "O3 monthly tokens"
 
+    # Kinds whose value and limit are money (USD, 6 decimals); the others count tokens or jobs.
+    MONEY_KINDS = frozenset({Kind.O3_DAILY_BUDGET, Kind.DAILY_BUDGET})
+
     brand = models.ForeignKey("ai_core.Brand", on_delete=models.CASCADE, related_name="+")
     kind = models.CharField(max_length=32, choices=Kind.choices)
     threshold = models.PositiveSmallIntegerField(help_text="Percent of the limit: 80 or 100.")
@@ -239,3 +242,9 @@ class UsageAlert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.brand_id} {self.kind} {self.threshold}% {self.period}"
+
+    def amounts(self) -> tuple[str, str]:
+        """``value`` and ``limit`` as the API and the webhook show them: money with 6
+        decimals ("43.120000"), a count of tokens or jobs as an integer ("800000")."""
+        places = ".6f" if self.kind in self.MONEY_KINDS else ".0f"
+        return format(self.value, places), format(self.limit, places)

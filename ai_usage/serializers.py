@@ -129,3 +129,8 @@ class UsageAlertSerializer(serializers.ModelSerializer):
 
     def get_acknowledged(self, alert: UsageAlert) -> bool:
         return alert.acknowledged_at is not None
+
+    def to_representation(self, alert: UsageAlert) -> dict[str, Any]:
+        data = super().to_representation(alert)
+        data["value"], data["limit"] = alert.amounts()
+        return data

@@ -58,6 +58,7 @@ def test_80_and_100_percent_alerts_fire_once_each_and_notify(
     hooks = lambda: [r for r in fake_openai.requests() if r["path"] == "/hooks/budget"]  # noqa: E731
     assert wait_until(lambda: len(hooks()) == 2, timeout=5)
     assert {h["json"]["threshold"] for h in hooks()} == {80, 100}
+    assert {h["json"]["limit"] for h in hooks()} == {f"{estimate() * 5:.6f}"}  # money
     assert api_client.get("/ai/alerts/active/").json()
 
 

@@ -52,10 +52,12 @@ def test_alerts_list_and_active(api_client, admin_user, brand, other_brand):
     assert body["count"] == 2
     assert {r["id"] for r in body["results"]} == {a.pk, b.pk}
     row = next(r for r in body["results"] if r["id"] == b.pk)
-    assert row["value"] == "800000.000000"
-    assert row["limit"] == "1000000.000000"
+    assert row["value"] == "800000"  # a count of tokens, not money
+    assert row["limit"] == "1000000"
     assert row["acknowledged"] is False
     assert row["acknowledged_by"] is None
+    money = next(r for r in body["results"] if r["id"] == a.pk)
+    assert money["value"] == f"{a.value:.6f}"  # a budget: money, 6 decimals
     response = api_client.post(f"/ai/alerts/{a.pk}/acknowledge/")
     assert response.status_code == 200
     assert response.json()["acknowledged"] is True
