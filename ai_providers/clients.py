@@ -292,9 +292,11 @@ def classify_sdk_error(
     message = f"{provider} {type(exc).__name__}: {summary}"
     if detail:
         message = f"{message}: {detail}"
+    # Scrubbed whole, then cut: cut first, a key straddling the cut would lose the part
+    # that makes it recognisable and keep the rest.
+    message = scrub(message, [api_key] if api_key else [])
     if len(message) > MESSAGE_MAX_CHARS:
         message = message[: MESSAGE_MAX_CHARS - 3] + "..."
-    message = scrub(message, [api_key] if api_key else [])
     return cls(message, status_code=status, retry_after=retry_after, provider=provider, model=model)
 
 

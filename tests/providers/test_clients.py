@@ -340,6 +340,23 @@ def test_an_error_echoing_the_key_does_not_carry_it(openai_credential, fake_open
     assert "[redacted]" in error.message
 
 
+@pytest.mark.parametrize("cut_at", [8, 16, 24])
+def test_a_key_straddling_the_message_cut_leaves_no_fragment(
+    brand, make_openai_credential, fake_openai, cut_at
+):
+    """The message is cut at 300 characters: the key is scrubbed before the cut (cut
+    first, the part of a 32-character key before the cut was no longer key-like)."""
+    key = "0123456789abcdef0123456789abcdef"  # an Azure-style key: no sk- prefix
+    credential = make_openai_credential(brand, api_key=key)
+    probe = "openai AuthenticationError: HTTP 401: "
+    filler = "x " * ((297 - len(probe) - cut_at) // 2)
+    fake_openai.add_faults([{"status": 401, "message": filler + key + " rest"}])
+    with pytest.raises(ProviderAuthError) as info:
+        chat_completion(credential, model="gpt-4o", kwargs=HELLO)
+    assert key[:8] not in info.value.message
+    assert len(info.value.message) <= 300
+
+
 def test_partially_masked_key_echoes_are_scrubbed():
     text = "Incorrect API key provided: sk-proj-abc1********************wxyz."
     assert "abc1" not in scrub(text)
