@@ -12,12 +12,15 @@ runner. One worker then keeps a brand's rpm limit at its value (two would each a
 import multiprocessing
 import os
 
+
+def _int(name: str, default: int) -> int:
+    """``name`` from the environment; unset or empty (as .env.example leaves it): default."""
+    return int(os.environ.get(name) or default)
+
+
 worker_class = "gthread"
-workers = int(
-    os.environ.get(
-        "GUNICORN_WORKERS",
-        max(2, multiprocessing.cpu_count()) if os.environ.get("REDIS_URL") else 1,
-    )
+workers = _int(
+    "GUNICORN_WORKERS", max(2, multiprocessing.cpu_count()) if os.environ.get("REDIS_URL") else 1
 )
 # Threads no longer map to database connections: PostgreSQL connections come from a pool
 # per worker (DB_POOL, at most DB_POOL_MAX_SIZE each, see settings.py), taken for queries
@@ -26,8 +29,8 @@ workers = int(
 # connections however many threads wait on providers; a thread costs only memory (~ its
 # stack). With DB_POOL=false each busy thread holds its own connection again: then keep
 # workers x threads under PostgreSQL's max_connections (100 by default).
-threads = int(os.environ.get("GUNICORN_THREADS", 128))
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", 120))
+threads = _int("GUNICORN_THREADS", 128)
+timeout = _int("GUNICORN_TIMEOUT", 120)
 keepalive = 5
 accesslog = None
 errorlog = "-"

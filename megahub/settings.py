@@ -107,7 +107,10 @@ TEMPLATES = [
 # (DB_CONN_MAX_AGE, health checks).
 
 DATABASES = {
-    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+    # Unset or empty (as .env.example leaves it): the SQLite file beside manage.py.
+    "default": environ.Env.db_url_config(
+        env.str("DATABASE_URL", default="") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"
+    ),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Threaded servers write concurrently: wait for the lock instead of failing, and take
@@ -334,7 +337,12 @@ AI_JOB_TIME_LIMIT = env.int("AI_JOB_TIME_LIMIT", default=600)
 AI_JOB_MAX_RECOVERIES = env.int("AI_JOB_MAX_RECOVERIES", default=3)
 # How jobs run: "celery" (a worker, needs REDIS_URL), "thread" (an in-process pool: the
 # embedded default) or "inline" (synchronously after commit: tests).
-AI_JOB_RUNNER = env.str("AI_JOB_RUNNER", default="celery" if REDIS_URL else "thread")
+# (Empty, as `.env.example` leaves it, is the default: jobs never ran with "".)
+AI_JOB_RUNNER = env.str("AI_JOB_RUNNER", default="") or ("celery" if REDIS_URL else "thread")
+if AI_JOB_RUNNER not in ("celery", "thread", "inline"):
+    raise ImproperlyConfigured(
+        f"AI_JOB_RUNNER={AI_JOB_RUNNER!r}: use celery, thread or inline (or leave it empty)."
+    )
 AI_JOB_THREADS = env.int("AI_JOB_THREADS", default=8)
 AI_RATE_LIMIT_REQUEUE_DELAY = env.float("AI_RATE_LIMIT_REQUEUE_DELAY", default=30.0)
 AI_JOB_MAX_REQUEUES = env.int("AI_JOB_MAX_REQUEUES", default=5)

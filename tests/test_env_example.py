@@ -23,6 +23,8 @@ print(json.dumps({{
     "cache_ttl": settings.AI_RESPONSE_CACHE_TTL,
     "retry_delays": list(settings.AI_RETRY_DELAYS),
     "refcache": settings.AI_REFERENCE_CACHE_SECONDS,
+    "job_runner": settings.AI_JOB_RUNNER,
+    "database": str(settings.DATABASES["default"]["NAME"]),
 }}))
 """
 
@@ -61,3 +63,7 @@ def test_the_settings_build_from_the_example():
     assert built["engine"] == "django.db.backends.sqlite3"
     assert built["cache_ttl"] == 3600
     assert built["refcache"] == 5.0
+    # Its empty AI_JOB_RUNNER is the default (without REDIS_URL: in-process), not "" (with
+    # which jobs were marked dispatched and never ran).
+    assert built["job_runner"] == "thread"
+    assert built["database"] == str(ROOT / "db.sqlite3")  # not relative to the cwd

@@ -31,3 +31,10 @@ def test_with_redis_one_worker_per_core_at_least_two(monkeypatch):
 @pytest.mark.parametrize("redis", ["", "redis://127.0.0.1:6379/0"])
 def test_gunicorn_workers_overrides(monkeypatch, redis):
     assert workers(monkeypatch, REDIS_URL=redis, GUNICORN_WORKERS="3") == 3
+
+
+def test_an_empty_gunicorn_workers_is_the_default(monkeypatch):
+    """As .env.example leaves it (docker compose's env_file passes it empty)."""
+    assert workers(monkeypatch, GUNICORN_WORKERS="") == 1
+    monkeypatch.setenv("GUNICORN_THREADS", "")
+    assert runpy.run_path(str(CONF))["threads"] == 128
