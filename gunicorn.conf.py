@@ -34,6 +34,24 @@ timeout = _int("GUNICORN_TIMEOUT", 120)
 keepalive = 5
 accesslog = None
 errorlog = "-"
+# gunicorn's own lines (start, worker boot and exit) as JSON too, like the service's logs.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "megahub.logging.JsonFormatter"}},
+    "handlers": {
+        "json_stderr": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "root": {"level": "INFO", "handlers": ["json_stderr"]},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["json_stderr"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False},
+    },
+}
 
 
 def child_exit(server, worker):  # noqa: ANN001 - gunicorn's hook signature

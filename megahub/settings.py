@@ -6,6 +6,7 @@ in-process, no Redis. DEBUG is off unless asked for; with DEBUG off the secrets
 must be given explicitly.
 """
 
+import logging
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -397,6 +398,8 @@ DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="megahub@localhost")
 # --- Logging: one JSON object per line, with trace ids --------------------------------
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+# Python's warnings (a missing static directory, say) as log records, in JSON too.
+logging.captureWarnings(True)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -404,6 +407,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
+        # Django's own loggers through the JSON handler only (its default config adds a
+        # plain-text console handler under DEBUG: every 4xx was logged twice).
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
         "django.server": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
         "httpx2": {"level": "WARNING"},

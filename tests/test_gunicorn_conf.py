@@ -38,3 +38,25 @@ def test_an_empty_gunicorn_workers_is_the_default(monkeypatch):
     assert workers(monkeypatch, GUNICORN_WORKERS="") == 1
     monkeypatch.setenv("GUNICORN_THREADS", "")
     assert runpy.run_path(str(CONF))["threads"] == 128
+
+
+def test_gunicorns_own_lines_are_json(monkeypatch, capsys):
+    import json
+    import logging
+    import logging.config
+
+    from django.conf import settings
+    from gunicorn.config import Config
+    from gunicorn.glogging import Logger
+
+    cfg = Config()
+    cfg.set("logconfig_dict", runpy.run_path(str(CONF))["logconfig_dict"])
+    try:
+        Logger(cfg)  # configures logging as the gunicorn master does
+        logging.getLogger("gunicorn.error").info("Booting worker with pid: %s", 123)
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+    finally:
+        logging.config.dictConfig(settings.LOGGING)  # the service's own, for later tests
+    record = json.loads(line)
+    assert record["event"] == "Booting worker with pid: 123"
+    assert record["logger"] == "gunicorn.error"

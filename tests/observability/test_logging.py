@@ -141,3 +141,33 @@ def test_an_incoming_traceparent_is_continued_to_the_provider(api_client, chat_r
     )
     assert response["X-Trace-ID"] == incoming
     assert fake_openai.requests()[-1]["headers"]["traceparent"].split("-")[1] == incoming
+
+
+def test_with_debug_every_line_is_json_even_djangos_and_warnings():
+    """Django's default config adds a plain-text console handler to ``django`` when DEBUG
+    is on (as `dev.py run` sets it): every 4xx was logged twice, once as plain text."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import logging, warnings, django; django.setup();"
+        "logging.getLogger('django.request').warning('Not Found: %s', '/ai/nope/');"
+        "warnings.warn('a warning of Python')"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "megahub.settings", "DEBUG": "true"}
+    env.pop("MEGAHUB_TESTING", None)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    events = [json.loads(line)["event"] for line in lines]  # each line is JSON
+    assert events.count("Not Found: /ai/nope/") == 1
+    assert any("a warning of Python" in event for event in events)
