@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -114,3 +115,22 @@ def json_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 def json_server_error(request: HttpRequest) -> JsonResponse:
     return JsonResponse(internal_error_body(), status=500)
+
+
+def read_only_endpoint(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """A plain Django view (``/health``, ``/metrics``) that only reads: another method is a
+    405 in the SPEC §3 JSON shape (a POST was Django's HTML CSRF page)."""
+
+    @csrf_exempt
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            response = JsonResponse(
+                error_body(f"Method {request.method} not allowed.", "METHOD_NOT_ALLOWED"),
+                status=405,
+            )
+            response["Allow"] = "GET, HEAD, OPTIONS"
+            return response
+        return view(request, *args, **kwargs)
+
+    return wrapper

@@ -5,7 +5,12 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from .metrics import metrics_view
-from .middleware import NOT_FOUND_URL_NAME, json_not_found, json_server_error
+from .middleware import (
+    NOT_FOUND_URL_NAME,
+    json_not_found,
+    json_server_error,
+    read_only_endpoint,
+)
 
 
 def health(request: HttpRequest) -> JsonResponse:
@@ -16,8 +21,8 @@ json_not_found.brand_exempt = True  # type: ignore[attr-defined]
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("health", health),
-    path("metrics", metrics_view, name="metrics"),
+    path("health", read_only_endpoint(health)),
+    path("metrics", read_only_endpoint(metrics_view), name="metrics"),
     path("api/auth/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
     path("api/auth/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

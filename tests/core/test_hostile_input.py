@@ -156,3 +156,15 @@ def test_a_credential_read_back_and_put_again_is_accepted(api_client, openai_cre
     )
     assert response.status_code == 200, response.content
     assert response.json()["name"] == "renamed"
+
+
+@pytest.mark.parametrize("path", ["/health", "/metrics"])
+@pytest.mark.parametrize("method", ["post", "delete"])
+def test_writes_to_health_and_metrics_are_a_json_405(path, method):
+    from django.test import Client
+
+    response = getattr(Client(enforce_csrf_checks=True), method)(path)
+    body = assert_error(response, 405, "METHOD_NOT_ALLOWED")
+    assert method.upper() in body["detail"]
+    assert response["Allow"] == "GET, HEAD, OPTIONS"
+    assert Client().get(path).status_code == 200
