@@ -19,6 +19,7 @@ from ai_core.idempotency import idempotent_response
 from ai_core.permissions import IsBrandAdmin
 from megahub.errors import ValidationFailed
 from megahub.serializers import RejectUnknownFieldsMixin
+from megahub.tracing import in_this_context
 
 from .gateway import (
     ApiKeyAuthentication,
@@ -91,16 +92,15 @@ class ChatCompletionsApi(GatewayView):
         job, owner, prepared, execution = chat_stream_open(
             brand=request.current_brand, body=chat_body, api_key_id=request.auth.pk
         )
-        response = StreamingHttpResponse(
-            chat_stream_relay(
-                job=job,
-                owner=owner,
-                prepared=prepared,
-                execution=execution,
-                include_usage=bool(options.get("include_usage")),
-            ),
-            content_type="text/event-stream",
+        relay = chat_stream_relay(
+            job=job,
+            owner=owner,
+            prepared=prepared,
+            execution=execution,
+            include_usage=bool(options.get("include_usage")),
         )
+        # Relayed after this view has returned: in this request's trace context still.
+        response = StreamingHttpResponse(in_this_context(relay), content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
         response["X-MegaHub-Job-ID"] = job.public_id

@@ -6,11 +6,15 @@ requests can all read the current ids without passing them around.
 
 from __future__ import annotations
 
+import contextvars
 import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import TypeVar
+
+T = TypeVar("T")
 
 trace_id_var: ContextVar[str | None] = ContextVar("trace_id", default=None)
 span_id_var: ContextVar[str | None] = ContextVar("span_id", default=None)
@@ -68,3 +72,28 @@ def trace_context(trace_id: str | None = None, span_id: str | None = None) -> It
     finally:
         span_id_var.reset(span_token)
         trace_id_var.reset(trace_token)
+
+
+def in_this_context(iterator: Iterator[T]) -> Iterator[T]:
+    """``iterator`` advanced, and closed, in the context of the caller of this function.
+
+    A streamed response's generator runs after the view and its middleware have returned,
+    when the request's trace and span ids are no longer set: its log lines (the stream's
+    end, the usage it records) would carry none. Each step here runs in a copy of the
+    context taken now, inside the request (not at the first step: a generator function's
+    body only starts then)."""
+    return _advanced_in(contextvars.copy_context(), iterator)
+
+
+def _advanced_in(context: contextvars.Context, iterator: Iterator[T]) -> Iterator[T]:
+    try:
+        while True:
+            try:
+                item = context.run(next, iterator)
+            except StopIteration:
+                return
+            yield item
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            context.run(close)

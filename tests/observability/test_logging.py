@@ -5,6 +5,7 @@ import json
 import logging
 
 import pytest
+from rest_framework.test import APIClient
 
 from megahub.logging import CONTENT_REDACTED, REDACTED, JsonFormatter
 from tests.conftest import API_KEY
@@ -129,6 +130,32 @@ def test_one_trace_id_from_the_request_to_the_job_and_the_provider(
     assert all(e["trace_id"] == trace_id for e in entries if e.get("job_id") == job_id)
     chats = [r for r in fake_openai.requests() if r["path"].endswith("/chat/completions")]
     assert chats[-1]["headers"]["traceparent"].split("-")[1] == trace_id
+
+
+def test_a_streamed_gateway_call_logs_its_end_under_the_requests_trace(
+    api_client, chat_ready, fake_openai, json_logs
+):
+    """The relay runs after the view has returned: its job completion, usage and
+    settlement lines still carry the request's trace and span ids."""
+    key = api_client.post("/ai/api-keys/", {"name": "s"}, format="json").json()["key"]
+    incoming = "feedfeedfeedfeedfeedfeedfeedfeed"
+    response = APIClient().post(
+        "/ai/v1/chat/completions",
+        {"model": "gpt-4o", "messages": MESSAGES, "stream": True},
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {key}",
+        HTTP_TRACEPARENT=f"00-{incoming}-1234567812345678-01",
+    )
+    assert b"".join(response.streaming_content).endswith(b"data: [DONE]\n\n")
+    job_id = response["X-MegaHub-Job-ID"]
+    ended = [
+        e
+        for e in parsed(json_logs.lines)
+        if e.get("job_id") == job_id and e["event"] in ("job.completed", "usage.recorded")
+    ]
+    assert {e["event"] for e in ended} == {"job.completed", "usage.recorded"}
+    assert all(e["trace_id"] == incoming for e in ended)
+    assert all(e["span_id"] for e in ended)
 
 
 def test_an_incoming_traceparent_is_continued_to_the_provider(api_client, chat_ready, fake_openai):
