@@ -41,9 +41,16 @@ class AIModel(models.Model):
     context_window = models.PositiveIntegerField(validators=[MinValueValidator(1)])
     max_output_tokens = models.PositiveIntegerField(validators=[MinValueValidator(1)])
     # USD per 1M tokens. No cached price (gpt-4-turbo): cached tokens bill at input price.
-    input_price = models.DecimalField(max_digits=12, decimal_places=6)
-    cached_input_price = models.DecimalField(max_digits=12, decimal_places=6, null=True, blank=True)
-    output_price = models.DecimalField(max_digits=12, decimal_places=6)
+    # Never negative (the admin took -1, which would have paid brands for their calls).
+    input_price = models.DecimalField(
+        max_digits=12, decimal_places=6, validators=[MinValueValidator(0)]
+    )
+    cached_input_price = models.DecimalField(
+        max_digits=12, decimal_places=6, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    output_price = models.DecimalField(
+        max_digits=12, decimal_places=6, validators=[MinValueValidator(0)]
+    )
     tokenizer = models.CharField(max_length=32, choices=Tokenizer.choices)
     # Parameter names. allowed includes required; anything known but not allowed is refused.
     allowed_params = models.JSONField(default=list, blank=True)

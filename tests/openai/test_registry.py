@@ -164,6 +164,9 @@ def test_alternatives_prefer_the_same_kind(registry, settings):
         ({"allowed_params": "temperature"}, "allowed_params"),
         ({"performance_profile": {"colour": "blue"}}, "performance_profile"),
         ({"max_output_tokens": 300_000}, "max_output_tokens"),
+        ({"input_price": Decimal("-1")}, "input_price"),
+        ({"cached_input_price": Decimal("-0.000001")}, "cached_input_price"),
+        ({"output_price": Decimal("-8")}, "output_price"),
     ],
 )
 def test_inconsistent_rules_are_refused_by_model_validation(registry, changes, field):
