@@ -46,12 +46,20 @@ def trace_id_from_headers(traceparent: str | None, trace_header: str | None) -> 
     inject arbitrary text into our logs through this header.
     """
     if traceparent:
-        match = _TRACEPARENT.match(traceparent.strip().lower())
-        if match:
+        value = traceparent.strip().lower()
+        match = _TRACEPARENT.match(value)
+        # W3C: version ff and all-zero trace or parent ids are invalid.
+        if match and not value.startswith("ff-") and _nonzero(match.group(1), match.group(2)):
             return match.group(1)
     if trace_header and _TRACE_ID.match(trace_header.strip()):
-        return trace_header.strip().lower()
+        digits = trace_header.strip().replace("-", "")
+        if len(digits) >= 16 and _nonzero(digits):
+            return trace_header.strip().lower()
     return None
+
+
+def _nonzero(*ids: str) -> bool:
+    return all(i.strip("0") for i in ids)
 
 
 def traceparent_header() -> str | None:

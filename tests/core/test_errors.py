@@ -87,6 +87,24 @@ def test_incoming_traceparent_is_kept():
     assert response["X-Trace-ID"] == trace
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"HTTP_TRACEPARENT": f"00-{'0' * 32}-b7ad6b7169203331-01"},  # all-zero trace id
+        {"HTTP_TRACEPARENT": f"00-{'a' * 32}-{'0' * 16}-01"},  # all-zero parent id
+        {"HTTP_TRACEPARENT": f"ff-{'a' * 32}-b7ad6b7169203331-01"},  # version ff
+        {"HTTP_X_TRACE_ID": "-" * 18},
+        {"HTTP_X_TRACE_ID": "0" * 32},
+    ],
+)
+def test_invalid_incoming_trace_ids_are_replaced_by_a_fresh_one(headers):
+    response = APIClient().get("/ai/nope/", **headers)
+    trace = response["X-Trace-ID"]
+    assert len(trace) == 32
+    assert trace.strip("0")
+    assert trace not in str(headers)
+
+
 def test_schema_and_docs_are_served():
     assert APIClient().get("/api/schema/").status_code == 200
     docs = APIClient().get("/api/docs/")
