@@ -163,6 +163,11 @@ def cmd_run() -> int:
         env=env,
     )
     children.append(server)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # `kill <pid>` stops the children too, as Ctrl-C does
+
+    signal.signal(signal.SIGTERM, stop)
     try:
         if wait_for_http(f"http://{API_HOST}:{API_PORT}/health"):
             print(
