@@ -2,6 +2,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from megahub.serializers import ScoreField, TextField
+
 from .models import AIModel, OpenAIJob
 from .registry import ai_model_is_available
 from .validation import model_requirements, suggested_params
@@ -86,7 +88,7 @@ class JobResultQuerySerializer(serializers.Serializer):
 
 
 class RecommendRequestSerializer(serializers.Serializer):
-    task_description = serializers.CharField(max_length=20_000)
-    complexity_score = serializers.FloatField(min_value=0.0, max_value=1.0)
-    budget_constraint = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.5)
-    quality_requirement = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.5)
+    task_description = TextField(max_length=20_000)
+    complexity_score = ScoreField()
+    budget_constraint = ScoreField(default=0.5)
+    quality_requirement = ScoreField(default=0.5)

@@ -33,3 +33,27 @@ def _unknown_message(key: str, known: list[str]) -> str:
     close = difflib.get_close_matches(key, known, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     return f"Unknown field.{hint} Known fields: {', '.join(known)}."
+
+
+class ScoreField(serializers.FloatField):
+    """A number (or a numeric string) between 0 and 1; ``true``/``false`` are refused (DRF's
+    ``FloatField`` read ``true`` as 1.0)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", 0.0)
+        kwargs.setdefault("max_value", 1.0)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class TextField(serializers.CharField):
+    """A JSON string: a number is refused (DRF's ``CharField`` turned 123 into "123")."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)

@@ -110,6 +110,9 @@ def scores(body):
         {"complexity_score": "high"},
         {"task_description": ""},
         {"budget_constraint": -1},
+        {"complexity_score": True},  # not read as 1.0
+        {"quality_requirement": False},
+        {"task_description": 123},  # not turned into "123"
     ],
 )
 def test_bad_inputs_are_validation_errors(api_client, chat_ready, payload):
