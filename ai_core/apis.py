@@ -1,4 +1,5 @@
 from datetime import timedelta
+from typing import Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -95,14 +96,15 @@ class JobViewSet(
                 brand=request.current_brand, user=request.user, **serializer.validated_data
             )
             job.refresh_from_db()
-            return Response(
-                JobSerializer(job).data,
-                status=status.HTTP_201_CREATED,
-                headers={"Location": f"/ai/jobs/{job.public_id}/"},
-            )
+            data = JobSerializer(job).data
+            return Response(data, status=status.HTTP_201_CREATED, headers=_job_location(data))
 
         return idempotent_response(
-            request=request, brand=request.current_brand, scope="jobs.create", run=run
+            request=request,
+            brand=request.current_brand,
+            scope="jobs.create",
+            run=run,
+            headers_for=_job_location,
         )
 
     @extend_schema(
@@ -164,3 +166,8 @@ class JobTypeViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self) -> QuerySet:
         return job_types_active()
+
+
+def _job_location(job: Any) -> dict[str, str]:
+    """The ``Location`` of a created job, from its response body (a replay's too)."""
+    return {"Location": f"/ai/jobs/{job['id']}/"}

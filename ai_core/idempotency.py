@@ -45,9 +45,16 @@ def _body_hash(body: Any) -> str:
 
 
 def idempotent_response(
-    *, request: Request, brand: Brand, scope: str, run: Callable[[], Response]
+    *,
+    request: Request,
+    brand: Brand,
+    scope: str,
+    run: Callable[[], Response],
+    headers_for: Callable[[Any], dict[str, str]] | None = None,
 ) -> Response:
-    """Run ``run`` at most once per (brand, scope, Idempotency-Key)."""
+    """Run ``run`` at most once per (brand, scope, Idempotency-Key). ``headers_for``: the
+    headers a replay carries besides ``Idempotent-Replayed``, from the stored body (the
+    ``Location`` of a created job, say: headers are not stored)."""
     key = request.headers.get(HEADER)
     if key is None:
         return run()
@@ -64,7 +71,7 @@ def idempotent_response(
                 brand=brand, scope=scope, key=key, request_hash=digest
             )
     except IntegrityError:
-        return _replay(brand=brand, scope=scope, key=key, digest=digest)
+        return _replay(brand=brand, scope=scope, key=key, digest=digest, headers_for=headers_for)
     try:
         response = run()
     except BaseException:
@@ -80,7 +87,14 @@ def idempotent_response(
     return response
 
 
-def _replay(*, brand: Brand, scope: str, key: str, digest: str) -> Response:
+def _replay(
+    *,
+    brand: Brand,
+    scope: str,
+    key: str,
+    digest: str,
+    headers_for: Callable[[Any], dict[str, str]] | None,
+) -> Response:
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
         record = IdempotencyRecord.objects.filter(brand=brand, scope=scope, key=key).first()
@@ -92,10 +106,11 @@ def _replay(*, brand: Brand, scope: str, key: str, digest: str) -> Response:
             raise IdempotencyConflict()
         if record.state == IdempotencyRecord.State.COMPLETED:
             logger.info("idempotency.replayed", extra={"scope": scope, "brand_id": brand.pk})
+            headers = headers_for(record.response_body) if headers_for is not None else {}
             return Response(
                 record.response_body,
                 status=record.response_status,
-                headers={"Idempotent-Replayed": "true"},
+                headers={**headers, "Idempotent-Replayed": "true"},
             )
         if time.monotonic() > deadline:
             raise IdempotencyConflict("The first request with this key is still running.")

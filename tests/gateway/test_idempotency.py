@@ -140,3 +140,13 @@ def test_repeats_waiting_for_the_first_hold_no_pooled_connection(
     assert [status for status, _ in results] == [200] * 24
     assert len({body["job_id"] for _, body in results}) == 1
     assert len(chats(fake_openai)) == 1
+
+
+@pytest.mark.django_db
+def test_a_replayed_job_creation_carries_the_jobs_location(api_client, chat_ready, fake_openai):
+    body = {"job_type": "chat_completion", "input": {"prompt": "hi"}}
+    first = api_client.post("/ai/jobs/", body, format="json", HTTP_IDEMPOTENCY_KEY="loc-1")
+    again = api_client.post("/ai/jobs/", body, format="json", HTTP_IDEMPOTENCY_KEY="loc-1")
+    assert first.status_code == again.status_code == 201
+    assert again["Idempotent-Replayed"] == "true"
+    assert again["Location"] == first["Location"] == f"/ai/jobs/{first.json()['id']}/"
