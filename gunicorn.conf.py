@@ -9,8 +9,11 @@ the rate limiter's windows, the circuit breaker, the response cache, the in-proc
 runner. One worker then keeps a brand's rpm limit at its value (two would each allow it).
 """
 
+import json
 import multiprocessing
 import os
+
+from gunicorn import util
 
 
 def _int(name: str, default: int) -> int:
@@ -71,3 +74,36 @@ def post_worker_init(worker):  # noqa: ANN001 - gunicorn's hook signature
     from ai_openai.tokens import Encoding, get_encoder
 
     get_encoder(Encoding.O200K_BASE)
+
+
+# Requests gunicorn refuses before Django sees them (a request line over 4,094 bytes, a
+# header over 8,190, a malformed request line or header) get the service's JSON error
+# body, like every other error (SPEC §3), instead of gunicorn's HTML page.
+_GUNICORN_ERROR_CODES = {
+    400: "BAD_REQUEST",
+    403: "PERMISSION_DENIED",
+    414: "URI_TOO_LONG",
+    417: "EXPECTATION_FAILED",
+    431: "REQUEST_HEADERS_TOO_LARGE",
+    500: "INTERNAL_ERROR",
+    501: "NOT_IMPLEMENTED",
+}
+
+
+def json_error(sock, status_int, reason, mesg):  # noqa: ANN001 - gunicorn.util.write_error's
+    body = json.dumps(
+        {
+            "detail": f"{reason}: {mesg}" if mesg else reason,
+            "error_code": _GUNICORN_ERROR_CODES.get(status_int, "BAD_REQUEST"),
+            "field_errors": {},
+            "suggestions": [],
+        }
+    ).encode()
+    head = (
+        f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    util.write_nonblock(sock, head.encode("latin1") + body)
+
+
+util.write_error = json_error

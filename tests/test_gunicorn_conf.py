@@ -60,3 +60,52 @@ def test_gunicorns_own_lines_are_json(monkeypatch, capsys):
     record = json.loads(line)
     assert record["event"] == "Booting worker with pid: 123"
     assert record["logger"] == "gunicorn.error"
+
+
+def _raw(url: str, request: bytes) -> tuple[str, dict[str, str], bytes]:
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+    return status, headers, body
+
+
+@pytest.mark.django_db
+def test_requests_gunicorn_refuses_get_the_json_error_format():
+    """A request line or header past gunicorn's limits never reaches Django: gunicorn
+    answers it, and must answer in the service's error format, not its HTML page."""
+    import json
+
+    from tests.workers import api_server, require_postgres
+
+    require_postgres()
+    cases = [
+        (
+            b"GET /ai/jobs/?q=" + b"a" * 5000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            "414",
+            "URI_TOO_LONG",
+        ),
+        (
+            b"GET /ai/jobs/ HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n",
+            "431",
+            "REQUEST_HEADERS_TOO_LARGE",
+        ),
+        (b"GET /ai/jobs/ HTTP/9.9\r\nHost: x\r\n\r\n", "400", "BAD_REQUEST"),
+    ]
+    with api_server(workers=1, threads=2) as server:
+        for request, status, code in cases:
+            line, headers, body = _raw(server.url, request)
+            assert line.split(" ")[1] == status, line
+            assert headers["content-type"] == "application/json"
+            error = json.loads(body)
+            assert error["error_code"] == code
+            assert error["detail"]
+            assert set(error) == {"detail", "error_code", "field_errors", "suggestions"}
