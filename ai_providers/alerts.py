@@ -27,6 +27,7 @@ from ai_usage.models import UsageAlert
 from ai_usage.services.alerts import usage_alert_raise
 
 from .budget_models import BrandQuota, BudgetCounter, BudgetMetric
+from .crypto import decrypt_webhook_secret, webhook_signature_headers
 
 logger = logging.getLogger("megahub.alerts")
 
@@ -160,7 +161,7 @@ def alert_notify(alert_id: int) -> dict[str, Any]:
                 logger.warning("alert.email.failed", extra={"error_class": type(exc).__name__})
         quota = BrandQuota.objects.filter(brand_id=alert.brand_id).first()
         if quota is not None and quota.alert_webhook_url:
-            outcome["webhook"] = _post_webhook(quota.alert_webhook_url, alert)
+            outcome["webhook"] = _post_webhook(quota, alert)
     except Exception:  # noqa: BLE001 - a notification must never break anything
         logger.exception("alert.notify.crashed", extra={"alert_id": alert_id})
     finally:
@@ -169,7 +170,9 @@ def alert_notify(alert_id: int) -> dict[str, Any]:
     return outcome
 
 
-def _post_webhook(url: str, alert: UsageAlert) -> str:
+def _post_webhook(quota: BrandQuota, alert: UsageAlert) -> str:
+    """POST the alert to the brand's alert webhook, signed like the job webhooks
+    (``X-MEGAHUB-Signature``) when the brand has set a ``webhook_secret``."""
     body = json.dumps(
         {
             "alert_id": alert.pk,
@@ -182,10 +185,16 @@ def _post_webhook(url: str, alert: UsageAlert) -> str:
             "message": alert.message,
         }
     ).encode()
-    request = urllib.request.Request(  # noqa: S310 - the brand admin's configured URL
-        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
-    )
+    headers = {"Content-Type": "application/json", "X-MEGAHUB-Event": "alert.raised"}
     try:
+        if quota.webhook_secret_encrypted:
+            secret = decrypt_webhook_secret(
+                brand_id=quota.brand_id, token=quota.webhook_secret_encrypted
+            )
+            headers.update(webhook_signature_headers(secret, body))
+        request = urllib.request.Request(  # noqa: S310 - the brand admin's configured URL
+            quota.alert_webhook_url, data=body, headers=headers, method="POST"
+        )
         with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS):  # noqa: S310
             return "sent"
     except Exception as exc:  # noqa: BLE001 - never fails the request

@@ -45,6 +45,7 @@ from .services import (
     credential_test_connection,
     credential_update,
 )
+from .webhooks import webhook_settings
 
 
 class ProviderViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
@@ -161,11 +162,16 @@ class QuotaApi(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
-        return Response(budget_status(brand=request.current_brand))
+        return Response(self._status(request))
 
     @extend_schema(request=QuotaUpdateSerializer, responses=OpenApiTypes.OBJECT)
     def patch(self, request: Request) -> Response:
         serializer = QuotaUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         brand_quota_update(brand=request.current_brand, **serializer.validated_data)
-        return Response(budget_status(brand=request.current_brand))
+        return Response(self._status(request))
+
+    @staticmethod
+    def _status(request: Request) -> dict:
+        brand = request.current_brand
+        return {**budget_status(brand=brand), "webhooks": webhook_settings(brand=brand)}

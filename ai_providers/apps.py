@@ -8,6 +8,7 @@ class AiProvidersConfig(AppConfig):
     verbose_name = "AI providers"
 
     def ready(self) -> None:
+        from . import webhooks  # noqa: F401 - connects the job webhooks to ai_core's signal
         from .crypto import check_encryption_key
 
         checks.register(check_encryption_key)

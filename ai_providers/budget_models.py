@@ -41,6 +41,11 @@ class BrandQuota(models.Model):
         null=True, blank=True, validators=[MaxValueValidator(MAX_INT_LIMIT)]
     )
     alert_webhook_url = models.URLField(blank=True, default="")
+    # POSTed when a job of the brand reaches a terminal status (ai_providers.webhooks).
+    job_webhook_url = models.URLField(blank=True, default="")
+    # The HMAC key that signs the brand's webhooks, set by its admin; Fernet-encrypted
+    # (ai_providers.crypto.encrypt_webhook_secret), never shown again.
+    webhook_secret_encrypted = models.TextField(blank=True, default="", editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

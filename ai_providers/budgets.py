@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from ai_core.handlers import BatchRefused
 from ai_core.models import AIJob, Brand
-from megahub.errors import ApplicationError
+from megahub.errors import ApplicationError, ValidationFailed
 from megahub.fastsql import results
 from megahub.metrics import record_budget_rejection
 from megahub.refcache import RefCache
@@ -50,6 +50,7 @@ from .budget_models import (
     limit_to_units,
     to_units,
 )
+from .crypto import encrypt_webhook_secret
 from .errors import ProvidersErrorCode
 
 logger = logging.getLogger("megahub.budgets")
@@ -145,10 +146,15 @@ def default_limits() -> dict[str, Any]:
 _quotas = RefCache("brand_quotas")
 
 
+def brand_quota_cached(brand_id: int) -> BrandQuota | None:
+    """The brand's ``BrandQuota`` row (None: none yet), from the reference cache."""
+    return _quotas.get(brand_id, lambda: BrandQuota.objects.filter(brand_id=brand_id).first())
+
+
 def brand_limits(*, brand: Brand) -> Limits:
     """The limits in force for ``brand``: its overrides, else the settings' defaults."""
     values = default_limits()
-    quota = _quotas.get(brand.pk, lambda: BrandQuota.objects.filter(brand=brand).first())
+    quota = brand_quota_cached(brand.pk)
     if quota is not None:
         for name in LIMIT_FIELDS:
             override = getattr(quota, name)
@@ -733,10 +739,27 @@ def budget_status(*, brand: Brand, now: datetime | None = None) -> dict[str, Any
 
 @transaction.atomic
 def brand_quota_update(*, brand: Brand, **overrides: Any) -> BrandQuota:
-    """Set the brand's overrides (only the fields given; None = the setting's default)."""
+    """Set the brand's overrides (only the fields given; None = the setting's default).
+    ``webhook_secret`` is stored encrypted ("" clears it); a job webhook URL needs one,
+    to sign its deliveries (400 otherwise, nothing written)."""
     quota, _ = BrandQuota.objects.select_for_update().get_or_create(brand=brand)
+    secret = overrides.pop("webhook_secret", None)
     for name, value in overrides.items():
         setattr(quota, name, value)
+    if secret is not None:
+        quota.webhook_secret_encrypted = (
+            encrypt_webhook_secret(brand_id=brand.pk, secret=secret) if secret else ""
+        )
+    if quota.job_webhook_url and not quota.webhook_secret_encrypted:
+        raise ValidationFailed(
+            "A job webhook needs a secret to sign its deliveries.",
+            field_errors={
+                "webhook_secret": [
+                    "Required with job_webhook_url: the HMAC-SHA256 key of the "
+                    "X-MEGAHUB-Signature header."
+                ]
+            },
+        )
     quota.save()
     logger.info("quota.updated", extra={"brand_id": brand.pk, "fields": sorted(overrides)})
     return quota

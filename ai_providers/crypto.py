@@ -18,8 +18,12 @@ Contracts:
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import threading
+import time
+from dataclasses import dataclass, field
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
@@ -185,6 +189,74 @@ def decrypt_api_key(credential: ProviderCredential) -> str:
     payload = _open(token)
     _check_binding(payload, credential)
     return payload["k"]
+
+
+WEBHOOK_BINDING = "webhook"
+
+
+def encrypt_webhook_secret(*, brand_id: int, secret: str) -> str:
+    """A Fernet token of a brand's webhook signing secret, bound to the brand (a token
+    copied into another brand's row, or a credential's, does not decrypt as this)."""
+    payload = json.dumps(
+        {"b": brand_id, "c": WEBHOOK_BINDING, "k": secret}, separators=(",", ":")
+    ).encode()
+    return multi_fernet().encrypt(payload).decode("ascii")
+
+
+def decrypt_webhook_secret(*, brand_id: int, token: str) -> str:
+    """The plaintext of ``encrypt_webhook_secret``; ``CredentialDecryptionError`` if the
+    token is undecryptable or not this brand's webhook secret."""
+    payload = _open(token)
+    if payload.get("b") != brand_id or payload.get("c") != WEBHOOK_BINDING:
+        raise CredentialDecryptionError("webhook secret ciphertext does not belong to this brand")
+    return payload["k"]
+
+
+def webhook_signature_headers(secret: str, body: bytes) -> dict[str, str]:
+    """``X-MEGAHUB-Timestamp`` (Unix seconds, now) and ``X-MEGAHUB-Signature:
+    sha256=<hex>``: the HMAC-SHA256 of ``"<timestamp>.<body>"`` under ``secret``."""
+    timestamp = str(int(time.time()))
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return {"X-MEGAHUB-Timestamp": timestamp, "X-MEGAHUB-Signature": f"sha256={digest.hexdigest()}"}
+
+
+@dataclass
+class WebhookSecretsAudit:
+    total: int = 0
+    stale: int = 0  # not under the newest key
+    rotated: int = 0
+    failed: list[str] = field(default_factory=list)  # slugs of brands whose secret is lost
+
+
+def webhook_secrets_audit(*, rotate: bool) -> WebhookSecretsAudit:
+    """Every brand's webhook secret: is it under the newest key (and with ``rotate``,
+    re-encrypt it there, as ``credential_rotate_encryption`` does for API keys)."""
+    from .budget_models import BrandQuota
+
+    audit = WebhookSecretsAudit()
+    newest = parse_keys(_raw_setting())[0]
+    quotas = BrandQuota.objects.exclude(webhook_secret_encrypted="").select_related("brand")
+    for quota in quotas:
+        audit.total += 1
+        token = quota.webhook_secret_encrypted
+        try:
+            decrypt_webhook_secret(brand_id=quota.brand_id, token=token)
+        except CredentialDecryptionError:
+            audit.failed.append(quota.brand.slug)
+            continue
+        try:
+            newest.decrypt(token.encode("ascii"))
+            continue
+        except InvalidToken:
+            audit.stale += 1
+        if rotate:
+            rotated = multi_fernet().rotate(token.encode("ascii")).decode("ascii")
+            BrandQuota.objects.filter(pk=quota.pk, webhook_secret_encrypted=token).update(
+                webhook_secret_encrypted=rotated
+            )
+            refcache_changed()
+            audit.rotated += 1
+    return audit
 
 
 def is_under_newest_key(credential: ProviderCredential) -> bool:

@@ -174,6 +174,17 @@ class QuotaUpdateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
         min_value=1, max_value=MAX_INT_LIMIT, allow_null=True, required=False
     )
     alert_webhook_url = serializers.URLField(allow_blank=True, required=False)
+    # POSTed, signed, when a job ends (ai_providers.webhooks); "" turns it off.
+    job_webhook_url = serializers.URLField(allow_blank=True, required=False)
+    # The HMAC key of the webhooks' signature: write-only, never shown; "" clears it.
+    webhook_secret = serializers.CharField(
+        write_only=True,
+        allow_blank=True,
+        required=False,
+        trim_whitespace=False,
+        min_length=16,
+        max_length=256,
+    )
 
     def validate(self, attrs: dict) -> dict:
         if not attrs:

@@ -347,6 +347,12 @@ if AI_JOB_RUNNER not in ("celery", "thread", "inline"):
 AI_JOB_THREADS = env.int("AI_JOB_THREADS", default=8)
 AI_RATE_LIMIT_REQUEUE_DELAY = env.float("AI_RATE_LIMIT_REQUEUE_DELAY", default=30.0)
 AI_JOB_MAX_REQUEUES = env.int("AI_JOB_MAX_REQUEUES", default=5)
+# Job webhooks (per brand, PATCH /ai/quotas/ job_webhook_url): a delivery that gets no 2xx
+# is tried again after each of these delays (seconds), then given up.
+AI_WEBHOOK_RETRY_DELAYS = [
+    float(d) for d in env.list("AI_WEBHOOK_RETRY_DELAYS", default=["1", "5", "30", "120"])
+]
+AI_WEBHOOK_TIMEOUT = env.float("AI_WEBHOOK_TIMEOUT", default=5.0)
 # Group commit: the completions of runs that end at the same time in one process are
 # written in one transaction (ai_core/groupcommit.py), and so are the jobs the sync paths
 # create at the same time; each caller still returns only after its own is committed.

@@ -47,6 +47,7 @@ from ..handlers import (
 from ..models import (
     ALLOWED_TRANSITIONS,
     STATUS_TIMESTAMP_FIELD,
+    TERMINAL_STATUSES,
     AIJob,
     AIJobType,
     Brand,
@@ -56,6 +57,7 @@ from ..models import (
 )
 from ..provider_errors import ProviderCallFailed, ProviderRateLimited
 from ..runner import job_dispatch, job_dispatch_on_commit, job_revoke
+from ..signals import job_finished
 
 logger = logging.getLogger("megahub.jobs")
 
@@ -101,10 +103,7 @@ def ai_job_transition(*, job: AIJob, to: str, now: datetime | None = None, **fie
             *fields,
         ]
     )
-    logger.info(
-        "job.status.changed",
-        extra={"job_id": job.public_id, "status": to, "brand_id": job.brand_id},
-    )
+    _log_transition(job, to)
     return job
 
 
@@ -711,10 +710,14 @@ def _owned(job: AIJob, owner: str) -> dict[str, Any]:
 
 
 def _log_transition(job: AIJob, to: str) -> None:
+    """Every transition written ends here, in its transaction: logged, and a terminal one
+    signalled (``job_finished``: the job webhooks)."""
     logger.info(
         "job.status.changed",
         extra={"job_id": job.public_id, "status": to, "brand_id": job.brand_id},
     )
+    if to in TERMINAL_STATUSES:
+        job_finished.send(sender=AIJob, job=job, status=to)
 
 
 @dataclass

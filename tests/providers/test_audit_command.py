@@ -151,3 +151,32 @@ def test_the_command_exits_non_zero_from_the_shell_when_the_key_is_missing(tmp_p
 
     assert completed.returncode != 0
     assert "AI_ENCRYPTION_KEY" in completed.stderr
+
+
+def test_webhook_secrets_rotate_with_the_credentials(brand, other_brand):
+    from ai_providers.budget_models import BrandQuota
+    from ai_providers.budgets import brand_quota_update
+    from ai_providers.crypto import decrypt_webhook_secret
+
+    with override_settings(AI_ENCRYPTION_KEY=KEY_A):
+        brand_quota_update(
+            brand=brand,
+            job_webhook_url="https://hooks.example/a",
+            webhook_secret="whsec-brand-one-0123456789",
+        )
+    with override_settings(AI_ENCRYPTION_KEY=f"{KEY_B},{KEY_A}"):
+        out, _ = audit()
+        assert "webhook secrets 1  not under newest key 1  rotated 0  failed 0" in out
+        out, _ = audit("--rotate-expired")
+        assert "webhook secrets 1  not under newest key 1  rotated 1  failed 0" in out
+    with override_settings(AI_ENCRYPTION_KEY=KEY_B):
+        token = BrandQuota.objects.get(brand=brand).webhook_secret_encrypted
+        assert decrypt_webhook_secret(brand_id=brand.pk, token=token) == (
+            "whsec-brand-one-0123456789"
+        )
+        # Copied into another brand's row, the token is refused, and the command says so.
+        BrandQuota.objects.create(brand=other_brand, webhook_secret_encrypted=token)
+        with pytest.raises(
+            CommandError, match=rf"webhook secret of brand\(s\) {other_brand.slug} "
+        ):
+            audit()

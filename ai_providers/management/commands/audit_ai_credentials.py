@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ai_providers.crypto import mask_api_key
+from ai_providers.crypto import mask_api_key, webhook_secrets_audit
 from ai_providers.services import unscoped_credentials_audit
 
 
@@ -9,7 +9,8 @@ class Command(BaseCommand):
         "List every provider credential with its masked key, key age and whether its "
         "ciphertext is under the newest AI_ENCRYPTION_KEY; flag keys set more than 90 days "
         "ago (EXPIRED). --rotate-expired re-encrypts every credential not under the newest "
-        "key. Exits non-zero when a credential cannot be decrypted."
+        "key (and the brands' webhook secrets likewise). Exits non-zero when a credential "
+        "or a webhook secret cannot be decrypted."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -49,6 +50,12 @@ class Command(BaseCommand):
             f"not under newest key {sum(r.under_newest_key is False for r in rows)}  "
             f"rotated {sum(r.rotated for r in rows)}  failed {len(failed)}"
         )
+        secrets = webhook_secrets_audit(rotate=rotate)
+        self.stdout.write(
+            f"webhook secrets {secrets.total}  not under newest key {secrets.stale}  "
+            f"rotated {secrets.rotated}  failed {len(secrets.failed)}"
+        )
+        problems = []
         if failed:
             for row in failed:
                 credential = row.credential
@@ -56,7 +63,15 @@ class Command(BaseCommand):
                     f"credential {credential.pk} ({credential.brand.slug}/"
                     f"{credential.provider.code}/{credential.name}): {row.decrypt_error}"
                 )
-            raise CommandError(
+            problems.append(
                 f"{len(failed)} credential(s) cannot be decrypted with AI_ENCRYPTION_KEY: "
                 f"{', '.join(str(r.credential.pk) for r in failed)}. Set their API keys again."
             )
+        if secrets.failed:
+            problems.append(
+                "the webhook secret of brand(s) "
+                f"{', '.join(secrets.failed)} cannot be decrypted with AI_ENCRYPTION_KEY. "
+                "Set it again (PATCH /ai/quotas/ webhook_secret)."
+            )
+        if problems:
+            raise CommandError(" ".join(problems))
