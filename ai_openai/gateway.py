@@ -33,6 +33,7 @@ from megahub.refcache import RefCache
 
 from .models import BrandApiKey
 from .registry import ai_model_list
+from .validation import fallback_chain
 
 logger = logging.getLogger("megahub.gateway")
 
@@ -212,6 +213,26 @@ def gateway_check_model(*, api_key: BrandApiKey, model: str) -> None:
         )
 
 
+def gateway_key_fallbacks(
+    *, api_key: BrandApiKey, model: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """``body`` with its ``fallback_models`` held to the key's ``allowed_models`` (a key
+    restricted to some models must not reach others through a fallback): a listed model the
+    key may not call is 403 ``MODEL_NOT_ALLOWED_FOR_KEY``; ``true`` (the default chain)
+    keeps only the allowed models of the chain."""
+    requested = body.get("fallback_models")
+    if not api_key.allowed_models or requested is None or requested is False:
+        return body
+    if requested is True:
+        chain = fallback_chain(model_name=model, requested=True) if isinstance(model, str) else []
+        return {**body, "fallback_models": [n for n in chain if n in api_key.allowed_models]}
+    if isinstance(requested, list):
+        for name in requested:
+            if isinstance(name, str):
+                gateway_check_model(api_key=api_key, model=name)
+    return body
+
+
 def chat_completion_body(job: AIJob) -> dict[str, Any]:
     """A finished chat job as an OpenAI ``chat.completion`` object."""
     if job.status != JobStatus.COMPLETED:
@@ -273,6 +294,7 @@ __all__ = [
     "api_key_update",
     "chat_completion_body",
     "gateway_check_model",
+    "gateway_key_fallbacks",
     "models_body",
     "openai_exception_handler",
 ]

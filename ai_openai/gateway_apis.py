@@ -30,6 +30,7 @@ from .gateway import (
     api_key_update,
     chat_completion_body,
     gateway_check_model,
+    gateway_key_fallbacks,
     models_body,
     openai_exception_handler,
 )
@@ -54,15 +55,15 @@ class ChatCompletionsApi(GatewayView):
         body = request.data
         if not isinstance(body, dict):
             raise ValidationFailed("The request body must be a JSON object.")
-        gateway_check_model(
-            api_key=request.auth, model=body.get("model") or settings.AI_DEFAULT_MODEL
-        )
+        model = body.get("model") or settings.AI_DEFAULT_MODEL
+        gateway_check_model(api_key=request.auth, model=model)
         if "async" in body:
             # Not OpenAI's, and the gateway always answers at once: refused, not ignored.
             raise ValidationFailed(
                 field_errors={"async": ["Not supported by the gateway: use POST /ai/openai/chat/."]}
             )
         chat_body = {k: v for k, v in body.items() if k not in ("stream", "stream_options", "user")}
+        chat_body = gateway_key_fallbacks(api_key=request.auth, model=model, body=chat_body)
         stream = body.get("stream", False)
         if stream is not None and not isinstance(stream, bool):
             raise ValidationFailed(field_errors={"stream": ["Must be true or false."]})

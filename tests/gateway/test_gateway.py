@@ -125,6 +125,32 @@ def test_key_restricted_to_models(live_server, api_client, chat_ready, fake_open
     assert client.chat.completions.create(model="gpt-4o-mini", messages=HELLO).choices
 
 
+def test_a_keys_model_restriction_holds_for_fallbacks(
+    live_server, api_client, chat_ready, fake_openai, settings
+):
+    """A key may not reach another model through ``fallback_models``: a listed one it may
+    not call is refused before any call; ``true`` falls back only along allowed models."""
+    settings.AI_MODEL_FALLBACK_CHAIN = ["gpt-4o", "gpt-4.1", "gpt-4o-mini"]
+    key = api_client.post(
+        "/ai/api-keys/",
+        {"name": "two", "allowed_models": ["gpt-4o", "gpt-4o-mini"]},
+        format="json",
+    ).json()
+    client = openai.OpenAI(base_url=f"{live_server.url}/ai/v1", api_key=key["key"], max_retries=0)
+    with pytest.raises(openai.PermissionDeniedError, match="gpt-4-turbo"):
+        client.chat.completions.create(
+            model="gpt-4o", messages=HELLO, extra_body={"fallback_models": ["gpt-4-turbo"]}
+        )
+    assert not fake_openai.requests()
+    fake_openai.add_faults([{"status": 500}] * 8, match={"model": "gpt-4o"})
+    completion = client.chat.completions.create(
+        model="gpt-4o", messages=HELLO, extra_body={"fallback_models": True}
+    )
+    assert completion.model == "gpt-4o-mini"  # gpt-4.1, not allowed, was skipped
+    called = {r["json"]["model"] for r in fake_openai.requests() if r.get("json")}
+    assert called == {"gpt-4o", "gpt-4o-mini"}
+
+
 def test_other_brands_key_cannot_be_revoked(api_client, other_client, gateway_key, other_admin):
     assert_error(other_client.delete(f"/ai/api-keys/{gateway_key['id']}/"), 404, "NOT_FOUND")
     assert BrandApiKey.objects.get().revoked_at is None
