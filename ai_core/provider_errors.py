@@ -17,6 +17,7 @@ from megahub.errors import ApplicationError
 
 class ProviderErrorCode(StrEnum):
     PROVIDER_ERROR = "PROVIDER_ERROR"
+    PROVIDER_BAD_REQUEST = "PROVIDER_BAD_REQUEST"
     PROVIDER_TIMEOUT = "PROVIDER_TIMEOUT"
     PROVIDER_NOT_CONFIGURED = "PROVIDER_NOT_CONFIGURED"
     RATE_LIMITED = "RATE_LIMITED"
@@ -42,6 +43,7 @@ class ProviderError(Exception):
         retry_after: float | None = None,
         provider: str | None = None,
         model: str | None = None,
+        param: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -49,6 +51,7 @@ class ProviderError(Exception):
         self.retry_after = retry_after
         self.provider = provider
         self.model = model
+        self.param = param  # the request parameter the provider named as wrong, if any
 
 
 class ProviderTimeout(ProviderError):
@@ -82,7 +85,22 @@ class ProviderAuthError(ProviderError):
 
 
 class ProviderBadRequest(ProviderError):
-    """400/404/422: the request itself is wrong. Never retried, never falls back."""
+    """400/404/422: the request itself is wrong. Never retried, never falls back.
+
+    A 400 or 422 refused what the caller sent (a tool schema our validation let through,
+    say): answered 400 ``PROVIDER_BAD_REQUEST`` with the provider's message and ``param``,
+    not a 502 an SDK would retry. A 404 (a model or deployment the provider does not know)
+    is ours to fix: 502 like any provider failure."""
+
+    @property
+    def http_status(self) -> int:  # type: ignore[override]
+        return 400 if self.status_code in (400, 422) else 502
+
+    @property
+    def error_code(self) -> str:  # type: ignore[override]
+        if self.status_code in (400, 422):
+            return ProviderErrorCode.PROVIDER_BAD_REQUEST
+        return ProviderErrorCode.PROVIDER_ERROR
 
 
 class ProviderUnavailable(ProviderError):
@@ -114,6 +132,8 @@ class ProviderCallFailed(ApplicationError):
             delay = exc.retry_after or settings.AI_RATE_LIMIT_REQUEUE_DELAY
             extra.setdefault("retry_after", max(1, math.ceil(delay)))
             headers["Retry-After"] = str(extra["retry_after"])
+        if exc.param is not None:
+            extra.setdefault("param", exc.param)
         return cls(
             exc.message,
             error_code=exc.error_code,

@@ -241,6 +241,17 @@ def _provider_message(exc: openai.APIStatusError) -> str | None:
     return None
 
 
+def _provider_param(exc: openai.APIStatusError) -> str | None:
+    """The parameter a provider's error names (``error.param``): a field name, kept only
+    when it looks like one."""
+    body = exc.body
+    error = body.get("error", body) if isinstance(body, dict) else None
+    param = error.get("param") if isinstance(error, dict) else None
+    if isinstance(param, str) and re.fullmatch(r"[A-Za-z0-9_.\[\]-]{1,64}", param):
+        return param
+    return None
+
+
 def _status_error_class(status: int) -> type[ProviderError]:
     if status in (401, 403):
         return ProviderAuthError
@@ -267,6 +278,7 @@ def classify_sdk_error(
     status: int | None = None
     retry_after: float | None = None
     detail: str | None = None
+    param: str | None = None
     if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
         cls: type[ProviderError] = ProviderTimeout
         summary = "request timed out"
@@ -278,6 +290,7 @@ def classify_sdk_error(
         cls = _status_error_class(status)
         retry_after = parse_retry_after(exc.response.headers)
         detail = _provider_message(exc)
+        param = _provider_param(exc)
         summary = f"HTTP {status}"
     elif isinstance(exc, openai.APIResponseValidationError):
         status = exc.status_code
@@ -297,7 +310,14 @@ def classify_sdk_error(
     message = scrub(message, [api_key] if api_key else [])
     if len(message) > MESSAGE_MAX_CHARS:
         message = message[: MESSAGE_MAX_CHARS - 3] + "..."
-    return cls(message, status_code=status, retry_after=retry_after, provider=provider, model=model)
+    return cls(
+        message,
+        status_code=status,
+        retry_after=retry_after,
+        provider=provider,
+        model=model,
+        param=param,
+    )
 
 
 # -- calls ------------------------------------------------------------------------------------

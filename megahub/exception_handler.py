@@ -83,7 +83,7 @@ def openai_error_body(body: dict[str, Any], status: int) -> dict[str, Any]:
         "error": {
             "message": message,
             "type": OPENAI_ERROR_TYPES.get(status, "api_error"),
-            "param": invalid[0] if invalid else None,
+            "param": invalid[0] if invalid else body.get("param"),
             "code": str(body.get("error_code", "error")).lower(),
             "megahub": {k: v for k, v in body.items() if k != "detail"},
         },

@@ -11,7 +11,17 @@ check, and the pool replaces it if the server dropped it. A connection the serve
 within that window fails the query that uses it, as it would a moment after any check.
 
 ``ENGINE = "megahub.postgresql"`` (the settings set it with ``DB_POOL``); everything but the
-pool's construction is Django's backend.
+pool's construction and the integer parameters below is Django's backend.
+
+**Integers bound by the server.** With ``server_side_binding`` (``DB_PREPARED_STATEMENTS``,
+on by default), Django wraps every integer parameter in psycopg's type for its field:
+``Int4`` for an ``IntegerField`` — and for a bare ``int`` in an expression, which Django
+types as an ``IntegerField`` (``F("reserved_units") - 16_392_000_000``). psycopg sends an
+``Int4`` as four bytes: a value past 2**31 arrived wrapped around, so releasing a large
+token reservation *raised* the counter by 787,869,184 units instead of lowering it.
+``adapt_integerfield_value`` here widens such a value to ``Int8`` (or leaves it to psycopg
+past 64 bits): it arrives whole, and a column too small for it refuses it (an error, not a
+wrong number).
 """
 
 from __future__ import annotations
@@ -19,8 +29,9 @@ from __future__ import annotations
 from time import monotonic
 from typing import Any
 
-from django.db.backends.postgresql import base
+from django.db.backends.postgresql import base, operations
 from psycopg import pq
+from psycopg.types import numeric
 from psycopg_pool import ConnectionPool
 
 _RETURNED_AT = "_megahub_returned_at"
@@ -51,7 +62,21 @@ def pool_check(window: float) -> Any:
     return check
 
 
+_NARROW = {numeric.Int2: 2**15, numeric.Int4: 2**31}
+
+
+class DatabaseOperations(operations.DatabaseOperations):
+    def adapt_integerfield_value(self, value: Any, internal_type: str) -> Any:
+        adapted = super().adapt_integerfield_value(value, internal_type)
+        bound = _NARROW.get(type(adapted))
+        if bound is not None and not -bound <= value < bound:
+            return numeric.Int8(value) if -(2**63) <= value < 2**63 else int(value)
+        return adapted
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
+    ops_class = DatabaseOperations
+
     @property
     def pool(self) -> ConnectionPool | None:
         """Django's pool (``OPTIONS["pool"]``), built with the windowed check: its option

@@ -100,7 +100,7 @@ def test_a_failing_check_fails_the_command(live, fake_openai):
 
     line = next(line for line in out.getvalue().splitlines() if "chat.gpt-4o" in line)
     assert line.startswith("FAIL")
-    assert "expected HTTP 200, got HTTP 502 PROVIDER_ERROR" in line
+    assert "expected HTTP 200, got HTTP 400 PROVIDER_BAD_REQUEST" in line
 
 
 def test_wrong_password_fails_with_a_clear_message(live, admin_user):

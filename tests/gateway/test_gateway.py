@@ -227,3 +227,26 @@ def test_async_is_refused_by_the_gateway_not_ignored(gateway_key, fake_openai):
     assert body["error"]["param"] == "async"
     assert AIJob.objects.count() == 0
     assert fake_openai.requests() == []
+
+
+def test_a_request_the_provider_refuses_is_a_400_the_sdk_does_not_retry(
+    live_server, gateway_key, fake_openai, brand, api_client
+):
+    """A provider's 400 is the request's fault: BadRequestError with the provider's message
+    and param, one call, not a 502 that the SDK (max_retries=2) would send three times."""
+    fault = {"status": 400, "message": "Invalid schema for tool 'f'.", "param": "tools"}
+    fake_openai.add_faults([fault] * 5)
+    client = openai.OpenAI(base_url=f"{live_server.url}/ai/v1", api_key=gateway_key["key"])
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="gpt-4o", messages=HELLO)
+    error = info.value.body
+    assert error["param"] == "tools"
+    assert error["code"] == "provider_bad_request"
+    assert "Invalid schema for tool 'f'." in error["message"]
+    assert len([r for r in fake_openai.requests() if r.get("json")]) == 1
+    assert AIJob.objects.get(brand=brand).status == "failed"
+    rest = api_client.post(
+        "/ai/openai/chat/", {"model": "gpt-4o", "messages": HELLO}, format="json"
+    )
+    assert_error(rest, 400, "PROVIDER_BAD_REQUEST")
+    assert rest.json()["param"] == "tools"
