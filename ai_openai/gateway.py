@@ -148,7 +148,8 @@ def api_key_authenticate(authorization: str | None) -> BrandApiKey:
     """The active key named by ``Bearer mh-…`` (one indexed lookup by hash)."""
     scheme, _, key = (authorization or "").partition(" ")
     key = key.strip()
-    if scheme != "Bearer" or not key.startswith(KEY_PREFIX) or len(key) > 200:
+    # The scheme is case-insensitive (RFC 7235): "bearer mh-…" is a Bearer token too.
+    if scheme.lower() != "bearer" or not key.startswith(KEY_PREFIX) or len(key) > 200:
         raise drf.AuthenticationFailed("Invalid API key. Send 'Authorization: Bearer mh-…'.")
     digest = _hash(key)
     row = _keys.get(
@@ -268,18 +269,34 @@ def chat_completion_body(job: AIJob) -> dict[str, Any]:
     }
 
 
-def models_body(*, api_key: BrandApiKey) -> dict[str, Any]:
-    created = int(time.time())
+def _model_names(api_key: BrandApiKey) -> list[str]:
     names = [m.name for m in ai_model_list(available_only=True)]
     if api_key.allowed_models:
         names = [n for n in names if n in api_key.allowed_models]
+    return names
+
+
+def _model_object(name: str, created: int) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": created, "owned_by": "megahub"}
+
+
+def models_body(*, api_key: BrandApiKey) -> dict[str, Any]:
+    created = int(time.time())
     return {
         "object": "list",
-        "data": [
-            {"id": name, "object": "model", "created": created, "owned_by": "megahub"}
-            for name in names
-        ],
+        "data": [_model_object(name, created) for name in _model_names(api_key)],
     }
+
+
+def model_body(*, api_key: BrandApiKey, model: str) -> dict[str, Any]:
+    """``GET /ai/v1/models/{model}`` (the SDK's ``models.retrieve``): one model of the
+    list, else 404 as OpenAI answers it."""
+    if model not in _model_names(api_key):
+        raise NotFound(
+            f"The model '{model[:64]}' does not exist or you do not have access to it.",
+            error_code="MODEL_NOT_FOUND",
+        )
+    return _model_object(model, int(time.time()))
 
 
 __all__ = [
@@ -295,6 +312,7 @@ __all__ = [
     "chat_completion_body",
     "gateway_check_model",
     "gateway_key_fallbacks",
+    "model_body",
     "models_body",
     "openai_exception_handler",
 ]

@@ -31,6 +31,7 @@ from .gateway import (
     chat_completion_body,
     gateway_check_model,
     gateway_key_fallbacks,
+    model_body,
     models_body,
     openai_exception_handler,
 )
@@ -114,6 +115,14 @@ class ModelsApi(GatewayView):
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         return Response(models_body(api_key=request.auth))
+
+
+class ModelApi(GatewayView):
+    """``GET /ai/v1/models/{model}``: one model this key can call (404 otherwise)."""
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request, model: str) -> Response:
+        return Response(model_body(api_key=request.auth, model=model))
 
 
 class ApiKeySerializer(serializers.ModelSerializer):

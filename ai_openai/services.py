@@ -692,7 +692,12 @@ def chat_stream_relay(
     except ProviderError as exc:
         logger.warning("gateway.stream.upstream_failed", extra={"error_class": type(exc).__name__})
         record()
-        error = {"message": exc.message, "type": "api_error", "code": exc.error_code.lower()}
+        error = {
+            "message": exc.message,
+            "type": "api_error",
+            "param": None,
+            "code": exc.error_code.lower(),
+        }
         yield ("data: " + json.dumps({"error": error}) + "\n\n").encode()
     finally:
         # The client went away mid-stream (GeneratorExit): bill what was streamed.

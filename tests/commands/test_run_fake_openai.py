@@ -81,3 +81,12 @@ def test_a_port_in_use_exits_non_zero_with_a_message_and_no_traceback(busy_port)
     assert process.returncode == 1
     assert f"CommandError: port {busy_port} is already in use" in output
     assert "Traceback" not in output
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_a_port_out_of_range_is_a_usage_error_without_traceback(port):
+    process = manage("run_fake_openai", "--port", port)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert "--port" in output
+    assert "Traceback" not in output

@@ -250,3 +250,26 @@ def test_a_request_the_provider_refuses_is_a_400_the_sdk_does_not_retry(
     )
     assert_error(rest, 400, "PROVIDER_BAD_REQUEST")
     assert rest.json()["param"] == "tools"
+
+
+def test_the_bearer_scheme_is_case_insensitive(gateway_key, fake_openai):
+    for scheme in ("bearer", "BEARER"):
+        response = APIClient().get(
+            "/ai/v1/models", HTTP_AUTHORIZATION=f"{scheme} {gateway_key['key']}"
+        )
+        assert response.status_code == 200, response.content
+    wrong = APIClient().get("/ai/v1/models", HTTP_AUTHORIZATION=f"Basic {gateway_key['key']}")
+    assert wrong.status_code == 401
+
+
+def test_sdk_models_retrieve(live_server, api_client, chat_ready):
+    key = api_client.post(
+        "/ai/api-keys/", {"name": "mini", "allowed_models": ["gpt-4o-mini"]}, format="json"
+    ).json()
+    client = openai.OpenAI(base_url=f"{live_server.url}/ai/v1", api_key=key["key"], max_retries=0)
+    model = client.models.retrieve("gpt-4o-mini")
+    assert (model.id, model.object, model.owned_by) == ("gpt-4o-mini", "model", "megahub")
+    for hidden in ("o3", "no-such-model"):  # not allowed for this key / unknown
+        with pytest.raises(openai.NotFoundError) as info:
+            client.models.retrieve(hidden)
+        assert info.value.body["code"] == "model_not_found"

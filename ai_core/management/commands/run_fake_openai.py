@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import errno
 from typing import Any
 
@@ -15,7 +16,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1", help="interface to bind")
-        parser.add_argument("--port", type=int, default=8787, help="TCP port (0 = any free port)")
+        parser.add_argument(
+            "--port", type=_port, default=8787, help="TCP port, 0-65535 (0 = any free port)"
+        )
         parser.add_argument(
             "--latency-ms", type=float, default=0.0, help="delay added to chat answers"
         )
@@ -53,6 +56,17 @@ class Command(BaseCommand):
             if listening:  # not a start-up failure: keep the traceback
                 raise
             raise CommandError(_bind_failure(exc, options["host"], options["port"])) from exc
+
+
+def _port(value: str) -> int:
+    """``--port``: an integer in 0-65535, else a usage error (not bind()'s traceback)."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: use 0-65535")
+    return port
 
 
 def _bind_failure(exc: OSError, host: str, port: int) -> str:
