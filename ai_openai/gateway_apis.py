@@ -120,7 +120,7 @@ class ModelsApi(GatewayView):
 class ModelApi(GatewayView):
     """``GET /ai/v1/models/{model}``: one model this key can call (404 otherwise)."""
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="ai_v1_model_retrieve", responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, model: str) -> Response:
         return Response(model_body(api_key=request.auth, model=model))
 
