@@ -414,7 +414,17 @@ def convert_messages(
 
 
 def _provider_part(body: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: copy.deepcopy(v) for k, v in body.items() if k not in CONTROL_KEYS and k != "model"}
+    """The parameters sent to the provider. As in OpenAI's API, an optional parameter set
+    to null is not given (``"temperature": null`` on o3 is no temperature), and ``n: 1`` is
+    the default (more than one choice is not supported: ``n`` is refused)."""
+    return {
+        k: copy.deepcopy(v)
+        for k, v in body.items()
+        if k not in CONTROL_KEYS
+        and k != "model"
+        and (v is not None or k == "messages")
+        and not (k == "n" and v == 1 and not isinstance(v, bool))
+    }
 
 
 def _known_params(model: AIModel) -> set[str]:

@@ -137,6 +137,26 @@ def test_sampling_params_are_refused_by_reasoning_models_and_passed_by_chat_mode
         assert prepared.kwargs[param] == SAMPLING_PARAMS[param]
 
 
+@pytest.mark.parametrize("param", [*SAMPLING_PARAMS, "max_tokens", "tools", "stop", "seed"])
+@pytest.mark.parametrize("model", MODELS)
+def test_a_parameter_set_to_null_is_not_given(registry, model, param):
+    """As in OpenAI's API (SDK users pass None): ``"temperature": null`` on o3 is no
+    temperature, not a forbidden one, and nothing null is sent to the provider."""
+    prepared = prepare_chat_request(body=chat_body(model, **{param: None}))
+    assert param not in prepared.kwargs
+    assert prepared.kwargs == prepare_chat_request(body=chat_body(model)).kwargs
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_n_is_one_choice_only(registry, model):
+    assert "n" not in prepare_chat_request(body=chat_body(model, n=1)).kwargs
+    for n in (2, True, "1"):
+        with pytest.raises(ValidationFailed):
+            prepare_chat_request(body=chat_body(model, n=n))
+    with pytest.raises(ValidationFailed):
+        prepare_chat_request(body=chat_body(model, messages=None))
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_top_logprobs_goes_with_logprobs(registry, model):
     body = chat_body(model, logprobs=True, top_logprobs=3)
@@ -198,7 +218,7 @@ def test_reasoning_effort_values(registry, model, effort):
 
 @pytest.mark.parametrize("model", REASONING_MODELS)
 def test_reasoning_effort_outside_low_medium_high_is_a_field_error(registry, model):
-    for effort in ("extreme", "", "HIGH", 1, None):
+    for effort in ("extreme", "", "HIGH", 1):
         with pytest.raises(ValidationFailed) as excinfo:
             prepare_chat_request(body=chat_body(model, reasoning_effort=effort))
         status, error = rendered(excinfo.value)
@@ -240,7 +260,7 @@ def test_output_limit_may_equal_but_not_exceed_the_models_max_output(registry, m
 
 @pytest.mark.parametrize("model", MODELS)
 def test_output_limit_must_be_a_positive_integer(registry, model):
-    for value in (0, -5, "100", 1.5, True, None):
+    for value in (0, -5, "100", 1.5, True):
         for name in ("max_tokens", "max_completion_tokens"):
             with pytest.raises(ValidationFailed) as excinfo:
                 prepare_chat_request(body=chat_body(model, **{name: value}))
