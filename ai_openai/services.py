@@ -503,10 +503,11 @@ def chat_outcome(
         "cost_usd": f"{cost:.6f}",
         "execution_time_seconds": round(elapsed, 3),
         "applied_config": request.applied_config,
-        "attempts": len(execution.attempts),
+        # Earlier runs' too (a job re-queued when rate limited runs again).
+        "attempts": job.attempts_count + len(execution.attempts),
         "fallback_used": execution.fallback_used,
         "metadata": {
-            "total_retries": execution.total_retries,
+            "total_retries": job.total_retries + execution.total_retries,
             "requested_model": prepared.model,
             "trace_id": job.metadata.get("trace_id"),
         },

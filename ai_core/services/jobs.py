@@ -55,7 +55,7 @@ from ..models import (
     JobPriority,
     JobStatus,
 )
-from ..provider_errors import ProviderCallFailed, ProviderRateLimited
+from ..provider_errors import ProviderCallFailed, ProviderRateLimited, ProviderUnavailable
 from ..runner import job_dispatch, job_dispatch_on_commit, job_revoke
 from ..signals import job_finished
 
@@ -613,12 +613,23 @@ def ai_job_run_started(
         error = ProviderCallFailed.from_provider_error(exc.error).as_dict()
         if (
             requeue_on_rate_limit
-            and isinstance(exc.error, ProviderRateLimited)
+            and isinstance(exc.error, ProviderRateLimited | ProviderUnavailable)
             and job.requeues < settings.AI_JOB_MAX_REQUEUES
         ):
-            delay = exc.error.retry_after or settings.AI_RATE_LIMIT_REQUEUE_DELAY
-            return _requeue(job, owner, delay, context.attempts)
-        return _finish_failed(job, owner, error, context.attempts, total_retries=exc.total_retries)
+            # Rate limited: again after the provider's delay. Every provider skipped (its
+            # circuit opened, often by those same 429s): again once the circuit's cool-down
+            # has passed, rather than failing a job that only has to wait.
+            delay = exc.error.retry_after or (
+                settings.AI_CIRCUIT_COOLDOWN_SECONDS
+                if isinstance(exc.error, ProviderUnavailable)
+                else settings.AI_RATE_LIMIT_REQUEUE_DELAY
+            )
+            # The run's retries, and the next run itself, count as retries of the job.
+            retries = job.total_retries + exc.total_retries + 1
+            return _requeue(job, owner, delay, context.attempts, retries)
+        return _finish_failed(
+            job, owner, error, context.attempts, total_retries=job.total_retries + exc.total_retries
+        )
     except ApplicationError as exc:
         return _finish_failed(job, owner, exc.as_dict(), context.attempts)
     except SoftTimeLimitExceeded:
@@ -823,15 +834,17 @@ def _completions_transaction(units: list[_Completion]) -> None:
 
 def _completion_values(unit: _Completion) -> dict[str, Any]:
     job, outcome = unit.job, unit.outcome
+    # Retries of earlier runs (re-queued when rate limited) count too.
+    total_retries = job.total_retries + outcome.total_retries
     return _transition_values(
         job,
         JobStatus.COMPLETED,
         result=outcome.result,
         progress=100,
         duration_ms=unit.duration_ms,
-        total_retries=outcome.total_retries,
+        total_retries=total_retries,
         fallback_used=outcome.fallback_used,
-        metadata={**job.metadata, **outcome.metadata, "total_retries": outcome.total_retries},
+        metadata={**job.metadata, **outcome.metadata, "total_retries": total_retries},
         **_attempts_field(job, unit.attempts),
     )
 
@@ -883,13 +896,17 @@ def _attempts_field(job: AIJob, attempts: int | None) -> dict[str, int]:
     return {} if attempts is None else {"attempts_count": job.attempts_count + attempts}
 
 
-def _requeue(job: AIJob, owner: str, delay: float, attempts: int) -> AIJob | None:
+def _requeue(
+    job: AIJob, owner: str, delay: float, attempts: int, total_retries: int
+) -> AIJob | None:
     with transaction.atomic():
         requeued = _owned_transition(
             job,
             owner,
             JobStatus.RETRYING,
             requeues=job.requeues + 1,
+            total_retries=total_retries,
+            metadata={**job.metadata, "total_retries": total_retries},
             dispatched_at=None,
             progress=0,
             **_attempts_field(job, attempts),
