@@ -11,10 +11,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from megahub.filters import rank_of
+
 from .errors import JobNotFound
 from .filters import JobFilter
 from .idempotency import idempotent_response
-from .models import AIJob
+from .models import AIJob, JobPriority, JobStatus
 from .scoping import BrandScopedViewSetMixin
 from .selectors import job_types_active, jobs_dashboard, jobs_get_many, user_memberships
 from .serializers import (
@@ -66,6 +68,12 @@ class JobViewSet(
     search_fields = ["public_id", "job_type__code", "model"]
     ordering_fields = ["created_at", "priority", "status", "duration_ms", "completed_at"]
     ordering = ["-created_at", "-id"]
+    # Priority by importance (low < normal < high < urgent), status along the workflow
+    # (pending … completed, failed, cancelled): not alphabetically.
+    ordering_expressions = {
+        "priority": rank_of("priority", list(JobPriority.values)),
+        "status": rank_of("status", list(JobStatus.values)),
+    }
 
     def get_queryset(self) -> QuerySet[AIJob]:
         queryset = super().get_queryset()

@@ -43,6 +43,33 @@ class StrictOrderingFilter(OrderingFilter):
             )
         return terms
 
+    def filter_queryset(self, request: Any, queryset: Any, view: Any) -> Any:
+        """As DRF's, except that a field the view names in ``ordering_expressions`` is
+        ordered by that expression (a choice field by its rank, not alphabetically)."""
+        ordering = self.get_ordering(request, queryset, view)
+        if not ordering:
+            return queryset
+        expressions = getattr(view, "ordering_expressions", {})
+        terms = []
+        for term in ordering:
+            name = term.removeprefix("-")
+            if name in expressions:
+                expression = expressions[name]
+                term = expression.desc() if term.startswith("-") else expression.asc()
+            terms.append(term)
+        return queryset.order_by(*terms)
+
+
+def rank_of(field: str, values: list[str]) -> Any:
+    """An expression ranking ``field`` by the position of its value in ``values``."""
+    from django.db.models import Case, IntegerField, Value, When
+
+    return Case(
+        *(When(**{field: value}, then=Value(rank)) for rank, value in enumerate(values)),
+        default=Value(len(values)),
+        output_field=IntegerField(),
+    )
+
 
 class BoundedIsoDateTimeField(IsoDateTimeField):
     """An ISO 8601 date-time that exists in UTC: ``0001-01-01T00:00:00+01:00`` parses but

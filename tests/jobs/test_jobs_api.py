@@ -132,6 +132,27 @@ def test_list_filters_search_and_ordering(api_client, test_handler):
 
 
 @pytest.mark.django_db
+def test_priority_and_status_order_by_rank_not_alphabet(api_client, test_handler, brand):
+    priorities = ["high", "low", "urgent", "normal"]
+    ids = {
+        p: api_client.post("/ai/jobs/", {**JOB, "priority": p}, format="json").json()["id"]
+        for p in priorities
+    }
+
+    def order(query: str) -> list[str]:
+        rows = api_client.get(f"/ai/jobs/?{query}").json()["results"]
+        return [row["priority"] for row in rows]
+
+    assert order("ordering=priority") == ["low", "normal", "high", "urgent"]
+    assert order("ordering=-priority") == ["urgent", "high", "normal", "low"]
+    AIJob.objects.filter(public_id=ids["low"]).update(status=JobStatus.COMPLETED)
+    AIJob.objects.filter(public_id=ids["urgent"]).update(status=JobStatus.CANCELLED)
+    AIJob.objects.filter(public_id=ids["high"]).update(status=JobStatus.RUNNING)
+    rows = api_client.get("/ai/jobs/?ordering=status,-priority").json()["results"]
+    assert [r["status"] for r in rows] == ["queued", "running", "completed", "cancelled"]
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("ordering", ["-cost", "created_at,nope", "brand__name"])
 def test_unknown_ordering_field_is_400_naming_the_valid_ones(api_client, test_handler, ordering):
     response = api_client.get(f"/ai/jobs/?ordering={ordering}")
