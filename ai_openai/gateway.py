@@ -242,15 +242,32 @@ def chat_completion_body(job: AIJob) -> dict[str, Any]:
         raise job_error(job)
     result = job.result or {}
     usage = result.get("usage") or {}
-    message: dict[str, Any] = {"role": "assistant", "content": result.get("content")}
+    extras = result.get("provider_extras") or {}
+    # As OpenAI sends them: ``refusal`` and ``logprobs`` always (null when none), the rest
+    # when the provider sent them.
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": result.get("content"),
+        "refusal": extras.get("refusal"),
+    }
+    for name in ("annotations", "audio"):
+        if name in extras:
+            message[name] = extras[name]
     if result.get("tool_calls"):
         message["tool_calls"] = result["tool_calls"]
+    choice = {
+        "index": 0,
+        "message": message,
+        "logprobs": extras.get("logprobs"),
+        "finish_reason": result.get("finish_reason"),
+    }
     return {
         "id": f"chatcmpl-{job.public_id.removeprefix('ai_job_')}",
         "object": "chat.completion",
         "created": int(job.created_at.timestamp()),
         "model": result.get("model"),
-        "choices": [{"index": 0, "message": message, "finish_reason": result.get("finish_reason")}],
+        **({"service_tier": extras["service_tier"]} if "service_tier" in extras else {}),
+        "choices": [choice],
         "usage": {
             "prompt_tokens": usage.get("prompt_tokens", 0),
             "completion_tokens": usage.get("completion_tokens", 0),
@@ -258,7 +275,7 @@ def chat_completion_body(job: AIJob) -> dict[str, Any]:
             "prompt_tokens_details": {"cached_tokens": usage.get("cached_tokens", 0)},
             "completion_tokens_details": {"reasoning_tokens": usage.get("reasoning_tokens", 0)},
         },
-        "system_fingerprint": None,
+        "system_fingerprint": extras.get("system_fingerprint"),
         "megahub": {
             "job_id": job.public_id,
             "provider": result.get("provider"),

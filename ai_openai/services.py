@@ -303,7 +303,16 @@ def chat_job_run(context: JobRunContext) -> HandlerResult:
             cache_key,
             {
                 key: outcome.result[key]
-                for key in ("model", "provider", "content", "finish_reason", "tool_calls", "usage")
+                for key in (
+                    "model",
+                    "provider",
+                    "content",
+                    "finish_reason",
+                    "tool_calls",
+                    "usage",
+                    "provider_extras",
+                )
+                if key in outcome.result
             },
         )
     return outcome
@@ -433,6 +442,7 @@ def chat_cached_outcome(
         "tool_calls": entry.get("tool_calls"),
         "usage": usage,
         "usage_source": "cache",
+        **({"provider_extras": entry["provider_extras"]} if entry.get("provider_extras") else {}),
         "cost_usd": "0.000000",
         "execution_time_seconds": 0.0,
         "applied_config": prepared.applied_config,
@@ -500,6 +510,7 @@ def chat_outcome(
         "tool_calls": result.tool_calls,
         "usage": usage,
         "usage_source": usage_source,
+        **({"provider_extras": result.extras} if result.extras else {}),
         "cost_usd": f"{cost:.6f}",
         "execution_time_seconds": round(elapsed, 3),
         "applied_config": request.applied_config,

@@ -80,6 +80,32 @@ class ChatResult:
     provider_model: str | None = None
     request_id: str | None = None
     tool_calls: list[dict[str, Any]] | None = field(default=None)
+    # What else the provider answered that a client may read, as it sent it (only what it
+    # sent, not null): the choice's ``logprobs``, the message's ``refusal``,
+    # ``annotations`` and ``audio``, the completion's ``system_fingerprint`` and
+    # ``service_tier``.
+    extras: dict[str, Any] | None = field(default=None)
+
+
+EXTRA_CHOICE_FIELDS = ("logprobs",)
+EXTRA_MESSAGE_FIELDS = ("refusal", "annotations", "audio")
+EXTRA_COMPLETION_FIELDS = ("system_fingerprint", "service_tier")
+
+
+def completion_extras(
+    completion: dict[str, Any], choice: dict[str, Any], message: dict[str, Any]
+) -> dict[str, Any] | None:
+    extras = {
+        name: source[name]
+        for source, names in (
+            (choice, EXTRA_CHOICE_FIELDS),
+            (message, EXTRA_MESSAGE_FIELDS),
+            (completion, EXTRA_COMPLETION_FIELDS),
+        )
+        for name in names
+        if source.get(name) is not None
+    }
+    return extras or None
 
 
 # -- client cache -------------------------------------------------------------------------
@@ -431,6 +457,7 @@ def chat_completion(
             provider_model=completion.get("model"),
             request_id=response.headers.get("x-request-id"),
             tool_calls=message.get("tool_calls") or None,
+            extras=completion_extras(completion, choice, message),
         )
     except SDK_ERRORS as exc:
         raise classify_sdk_error(

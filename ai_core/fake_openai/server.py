@@ -1065,6 +1065,25 @@ class FakeOpenAIServer:
         n = body.get("n")
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             n = 1
+        logprobs = None
+        if body.get("logprobs") is True:
+            # Fake but well-formed: one entry per word of the text, each certain.
+            top = body.get("top_logprobs")
+            top = top if isinstance(top, int) and not isinstance(top, bool) else 0
+            logprobs = {
+                "content": [
+                    {
+                        "token": word,
+                        "logprob": 0.0,
+                        "bytes": list(word.encode()),
+                        "top_logprobs": [
+                            {"token": word, "logprob": 0.0, "bytes": list(word.encode())}
+                        ][:top],
+                    }
+                    for word in text.split()
+                ],
+                "refusal": None,
+            }
         choices = [
             {
                 "index": i,
@@ -1074,7 +1093,7 @@ class FakeOpenAIServer:
                     "refusal": None,
                     "annotations": [],
                 },
-                "logprobs": None,
+                "logprobs": logprobs,
                 "finish_reason": finish_reason,
             }
             for i in range(n)

@@ -273,3 +273,24 @@ def test_sdk_models_retrieve(live_server, api_client, chat_ready):
         with pytest.raises(openai.NotFoundError) as info:
             client.models.retrieve(hidden)
         assert info.value.body["code"] == "model_not_found"
+
+
+def test_a_completion_keeps_what_the_provider_answered_beyond_the_text(sdk, fake_openai):
+    """logprobs, refusal, system_fingerprint reach the SDK as the provider sent them (they
+    used to be dropped: ``choice.logprobs.content`` failed on None)."""
+    completion = sdk.chat.completions.create(
+        model="gpt-4o", messages=HELLO, logprobs=True, top_logprobs=1
+    )
+    choice = completion.choices[0]
+    words = choice.message.content.split()
+    assert [entry.token for entry in choice.logprobs.content] == words
+    assert choice.logprobs.content[0].top_logprobs[0].token == words[0]
+    assert choice.message.refusal is None
+    assert completion.system_fingerprint == "fp_fake"
+    assert completion.service_tier == "default"
+    plain = sdk.chat.completions.create(model="gpt-4o", messages=HELLO)
+    assert plain.choices[0].logprobs is None
+    raw = sdk.chat.completions.with_raw_response.create(model="gpt-4o", messages=HELLO)
+    body = raw.http_response.json()
+    assert body["choices"][0]["logprobs"] is None
+    assert body["choices"][0]["message"]["refusal"] is None
