@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from ai_core.idempotency import HEADER as IDEMPOTENCY_HEADER
 from ai_core.idempotency import idempotent_response
 from ai_core.permissions import IsBrandAdmin
 from megahub.errors import ValidationFailed
@@ -69,6 +70,19 @@ class ChatCompletionsApi(GatewayView):
         if stream is not None and not isinstance(stream, bool):
             raise ValidationFailed(field_errors={"stream": ["Must be true or false."]})
         if stream:
+            if request.headers.get(IDEMPOTENCY_HEADER) is not None:
+                # A stream is sent as it is made: it cannot be replayed, so a repeat would
+                # run (and bill) twice. Refused, rather than the key silently ignored.
+                raise ValidationFailed(
+                    "Idempotency-Key cannot be used with stream: true (a stream cannot be "
+                    "replayed).",
+                    field_errors={
+                        IDEMPOTENCY_HEADER: [
+                            "Not supported with stream: true. Send the request without it, "
+                            "or without stream."
+                        ]
+                    },
+                )
             return self._stream(request, body, chat_body)
 
         def run() -> Response:

@@ -150,3 +150,29 @@ def test_a_replayed_job_creation_carries_the_jobs_location(api_client, chat_read
     assert first.status_code == again.status_code == 201
     assert again["Idempotent-Replayed"] == "true"
     assert again["Location"] == first["Location"] == f"/ai/jobs/{first.json()['id']}/"
+
+
+@pytest.mark.django_db
+def test_a_stream_with_an_idempotency_key_is_refused_not_run_twice(
+    api_client, chat_ready, fake_openai
+):
+    """A stream cannot be replayed: the key used to be ignored, so two "idempotent" streams
+    ran and billed twice. Refused before anything runs."""
+    from rest_framework.test import APIClient
+
+    key = api_client.post("/ai/api-keys/", {"name": "s"}, format="json").json()["key"]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    for _ in range(2):
+        response = client.post(
+            "/ai/v1/chat/completions",
+            {**BODY, "stream": True},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="stream-1",
+        )
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["param"] == "Idempotency-Key"
+        assert "stream" in error["message"]
+    assert chats(fake_openai) == []
+    assert AIJob.objects.count() == 0
