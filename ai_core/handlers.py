@@ -51,6 +51,10 @@ class HandlerResult:
     ledger: Any = None
     # Called when the result is discarded (job cancelled meanwhile, or another run won).
     discard: Callable[[AIJob], None] | None = None
+    # The run failed part-way but consumed something (a stream the provider cut off after
+    # some chunks): the job ends ``failed`` with this error, and ``result`` and the ledger
+    # (what was consumed, billed) are written as for a completion.
+    error: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -664,7 +664,7 @@ def chat_stream_relay(
     relayed: list[bytes] = []
     recorded = False
 
-    def record() -> None:
+    def record(error: dict[str, Any] | None = None) -> None:
         nonlocal recorded
         if recorded:
             return
@@ -682,6 +682,7 @@ def chat_stream_relay(
         outcome = chat_outcome(
             job=job, prepared=prepared, execution=execution, result=result, elapsed=elapsed
         )
+        outcome.error = error  # cut off upstream: failed, and billed for what streamed
         ai_job_complete(
             job=job,
             owner=owner,
@@ -703,7 +704,7 @@ def chat_stream_relay(
         yield b"data: [DONE]\n\n"
     except ProviderError as exc:
         logger.warning("gateway.stream.upstream_failed", extra={"error_class": type(exc).__name__})
-        record()
+        record(error=ProviderCallFailed.from_provider_error(exc).as_dict())
         error = {
             "message": exc.message,
             "type": "api_error",

@@ -766,7 +766,13 @@ def _finish_completed(
     if unit.values is None:
         return None
     _apply(job, unit.values)
-    logger.info("job.completed", extra={"job_id": job.public_id, "duration_ms": duration_ms})
+    if outcome.error is not None:
+        logger.warning(
+            "job.failed",
+            extra={"job_id": job.public_id, "error_code": outcome.error.get("error_code")},
+        )
+    else:
+        logger.info("job.completed", extra={"job_id": job.public_id, "duration_ms": duration_ms})
     return job
 
 
@@ -808,7 +814,7 @@ def _completions_transaction(units: list[_Completion]) -> None:
         for unit, values in planned:
             if unit.job.pk in completed:
                 unit.values = values
-                unit.context.run(_log_transition, unit.job, JobStatus.COMPLETED)
+                unit.context.run(_log_transition, unit.job, values["status"])
                 written.append(unit)
             else:
                 unit.values = None
@@ -836,9 +842,12 @@ def _completion_values(unit: _Completion) -> dict[str, Any]:
     job, outcome = unit.job, unit.outcome
     # Retries of earlier runs (re-queued when rate limited) count too.
     total_retries = job.total_retries + outcome.total_retries
+    # A run that failed part-way after consuming something ends failed, with its ledger.
+    ending = {"error": outcome.error} if outcome.error is not None else {}
     return _transition_values(
         job,
-        JobStatus.COMPLETED,
+        JobStatus.FAILED if outcome.error is not None else JobStatus.COMPLETED,
+        **ending,
         result=outcome.result,
         progress=100,
         duration_ms=unit.duration_ms,

@@ -130,7 +130,8 @@ def test_a_stream_holds_no_pooled_connection_while_it_is_relayed(key, fake_opena
 
 def test_a_stream_cut_mid_way_is_billed_for_what_was_streamed(sdk, fake_openai, brand):
     """The upstream hangs up half-way: the client gets the chunks that came, then an error
-    event; the job is completed with the streamed text counted by the tokenizer."""
+    event; the job is failed (with the provider's error), and billed for the streamed text
+    counted by the tokenizer."""
     fake_openai.configure(completion_tokens=40)
     fake_openai.add_faults([{"type": "truncate"}])
     stream = sdk.chat.completions.create(model="gpt-4o", messages=HELLO, stream=True)
@@ -144,12 +145,16 @@ def test_a_stream_cut_mid_way_is_billed_for_what_was_streamed(sdk, fake_openai, 
     text = "".join(c.choices[0].delta.content or "" for c in received if c.choices)
     assert text
     job = AIJob.objects.get(brand=brand)
-    assert job.status == "completed"
+    assert job.status == "failed"
+    assert job.failed_at is not None
+    assert job.error["error_code"] == "PROVIDER_ERROR"
     assert job.result["content"] == text
     assert job.result["usage_source"] == "tokenizer"
     assert job.result["usage"]["completion_tokens"] == count_text_tokens(text, "o200k_base")
-    assert UsageRecord.objects.filter(job=job).count() == 1
-    assert BudgetCounter.objects.get(brand=brand, metric="cost").reserved == 0
+    record = UsageRecord.objects.get(job=job)
+    assert record.total_cost > 0
+    cost = BudgetCounter.objects.get(brand=brand, metric="cost")
+    assert (cost.reserved, cost.spent) == (0, record.total_cost)
 
 
 def test_chunks_are_relayed_as_the_provider_sent_them(key, fake_openai, brand):
