@@ -78,6 +78,9 @@ REASONING_EFFORTS = ("low", "medium", "high")
 ROLES = ("developer", "system", "user", "assistant", "tool")
 OUTPUT_LIMIT_PARAMS = ("max_completion_tokens", "max_tokens")
 MESSAGE_KEYS = frozenset({"role", "content", "name", "tool_call_id", "tool_calls"})
+# What an SDK's assistant message also carries when a client appends a reply it got
+# (``message.model_dump()``): accepted; a ``refusal`` is sent on, the rest is dropped.
+ASSISTANT_REPLY_KEYS = frozenset({"refusal", "annotations", "audio", "function_call"})
 PART_JOINER = "\n"
 MAX_FALLBACK_MODELS = 5
 _TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -332,13 +335,20 @@ def _check_message(index: int, message: Any) -> FieldErrors:
     key = f"messages[{index}]"
     if not isinstance(message, dict):
         return {key: ["Must be an object with a role and content."]}
-    errors: FieldErrors = {
-        f"{key}.{k}": ["Unknown field."] for k in sorted(set(message) - MESSAGE_KEYS)
-    }
     role = message.get("role")
+    known = MESSAGE_KEYS | ASSISTANT_REPLY_KEYS if role == "assistant" else MESSAGE_KEYS
+    errors: FieldErrors = {f"{key}.{k}": ["Unknown field."] for k in sorted(set(message) - known)}
     if role not in ROLES:
         errors[f"{key}.role"] = [f"Must be one of: {', '.join(ROLES)}."]
         return errors
+    refusal = message.get("refusal")
+    if role == "assistant":
+        if refusal is not None and not isinstance(refusal, str):
+            errors[f"{key}.refusal"] = ["Must be a string or null."]
+        if message.get("function_call") is not None:
+            errors[f"{key}.function_call"] = ["Deprecated: use tool_calls."]
+        if not isinstance(message.get("annotations"), list | None):
+            errors[f"{key}.annotations"] = ["Must be a list or null."]
     tool_calls = message.get("tool_calls")
     if tool_calls is not None:
         if role == "assistant":
@@ -347,7 +357,7 @@ def _check_message(index: int, message: Any) -> FieldErrors:
             errors[f"{key}.tool_calls"] = ["Only assistant messages have tool_calls."]
     content = message.get("content")
     if content is None:
-        if not (role == "assistant" and tool_calls is not None):
+        if not (role == "assistant" and (tool_calls is not None or isinstance(refusal, str))):
             errors[f"{key}.content"] = ["This field is required."]
     else:
         errors.update(_check_content(f"{key}.content", content))
@@ -395,7 +405,11 @@ def convert_messages(
     to_parts = model.content_format == AIModel.ContentFormat.PARTS
     converted: list[dict[str, Any]] = []
     for message in messages:
-        out = {k: copy.deepcopy(v) for k, v in message.items() if k in MESSAGE_KEYS}
+        out = {
+            k: copy.deepcopy(v)
+            for k, v in message.items()
+            if (k in MESSAGE_KEYS or k == "refusal") and (v is not None or k == "content")
+        }
         if out["role"] in role_map:
             applied_config[f"{out['role']}_message"] = f"converted to {role_map[out['role']]}"
             out["role"] = role_map[out["role"]]

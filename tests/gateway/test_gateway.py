@@ -294,3 +294,24 @@ def test_a_completion_keeps_what_the_provider_answered_beyond_the_text(sdk, fake
     body = raw.http_response.json()
     assert body["choices"][0]["logprobs"] is None
     assert body["choices"][0]["message"]["refusal"] is None
+
+
+def test_a_reply_appended_as_the_sdk_dumps_it_is_accepted(sdk, fake_openai):
+    """``messages.append(reply.model_dump())``: the SDK's assistant message carries
+    refusal, audio, function_call, annotations (null or empty): accepted, not refused as
+    unknown fields, and only what the provider takes is sent on."""
+    first = sdk.chat.completions.create(model="gpt-4o", messages=HELLO)
+    dumped = first.choices[0].message.model_dump()
+    assert {"refusal", "audio", "function_call", "annotations"} <= set(dumped)
+    history = [*HELLO, dumped, {"role": "user", "content": "Et encore ?"}]
+    assert sdk.chat.completions.create(model="gpt-4o", messages=history).choices
+    sent = [r["json"] for r in fake_openai.requests() if r.get("json")][-1]["messages"][1]
+    assert set(sent) == {"role", "content"}
+    refused = [*HELLO, {"role": "assistant", "content": None, "refusal": "I can't."}]
+    assert sdk.chat.completions.create(model="gpt-4o", messages=refused).choices
+    sent = [r["json"] for r in fake_openai.requests() if r.get("json")][-1]["messages"][1]
+    assert sent["refusal"] == "I can't."
+    with pytest.raises(openai.BadRequestError, match="refusal"):
+        sdk.chat.completions.create(
+            model="gpt-4o", messages=[*HELLO, {"role": "user", "content": "x", "refusal": "no"}]
+        )
