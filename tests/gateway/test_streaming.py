@@ -83,8 +83,12 @@ def test_client_disconnect_mid_stream_still_records_usage(live_server, key, fake
     first = client.recv(4096)
     assert b"200" in first.split(b"\r\n", 1)[0]
     client.close()  # hang up mid-stream
+    # Both, read together: on SQLite's shared in-memory test database a reader may see the
+    # job's row before the rest of its transaction.
     assert wait_until(
-        lambda: AIJob.objects.filter(brand=brand, status="completed").exists(), timeout=20
+        lambda: AIJob.objects.filter(brand=brand, status="completed").exists()
+        and UsageRecord.objects.filter(job__brand=brand).exists(),
+        timeout=20,
     )
     job = AIJob.objects.get(brand=brand)
     assert UsageRecord.objects.filter(job=job).count() == 1
