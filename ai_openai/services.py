@@ -34,6 +34,7 @@ from ai_core.services.jobs import (
     job_run_context,
 )
 from ai_providers.alerts import budget_alerts_check
+from ai_providers.budget_models import BudgetReservation
 from ai_providers.budgets import (
     BudgetClaim,
     BudgetRequest,
@@ -359,7 +360,12 @@ def chat_discarded(ledger: ChatLedger, job: AIJob) -> None:
     result. (A result discarded because another run took the job over is that run's to
     record.)"""
     if AIJob.objects.filter(pk=job.pk, status=JobStatus.CANCELLED).exists():
-        _ledgers_write([(job, ledger)], released=True)
+        # Its reservation is normally still held (a running job's is kept when it is
+        # cancelled); released only if the sweeper gave it back meanwhile.
+        released = not BudgetReservation.objects.filter(
+            job=job, status=BudgetReservation.Status.RESERVED
+        ).exists()
+        _ledgers_write([(job, ledger)], released=released)
         logger.info(
             "job.cancelled_call.recorded",
             extra={"job_id": job.public_id, "cost_usd": str(ledger.cost)},

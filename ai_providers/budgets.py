@@ -676,13 +676,19 @@ def budget_release(*, job: AIJob) -> bool:
 
 
 def budget_reservations_sweep() -> int:
-    """Release reservations whose job ended without settling them (defensive: every exit
-    path already releases in the job's own transaction). Returns how many."""
+    """Release reservations whose job ended without settling them, once no run of it can
+    still be under way (defensive: every exit path already settles or releases in the
+    job's own transaction). Returns how many."""
     from ai_core.models import TERMINAL_STATUSES
 
     count = 0
+    # A job cancelled while its call ran keeps its reservation until the call ends: only
+    # a job finished longer ago than a run may last has surely none under way.
+    before = timezone.now() - timedelta(seconds=settings.AI_JOB_TIME_LIMIT + 60)
     stale = BudgetReservation.objects.filter(
-        status=BudgetReservation.Status.RESERVED, job__status__in=list(TERMINAL_STATUSES)
+        status=BudgetReservation.Status.RESERVED,
+        job__status__in=list(TERMINAL_STATUSES),
+        job__updated_at__lt=before,
     ).select_related("job", "job__brand")
     for reservation in stale:
         count += budget_release(job=reservation.job)

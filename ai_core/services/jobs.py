@@ -430,8 +430,13 @@ def ai_job_cancel(*, brand: Brand, public_id: str) -> AIJob:
             raise JobNotCancellable(
                 f"Job {job.public_id} is already {job.status}.", status=job.status
             )
+        was_running = job.status == JobStatus.RUNNING
         ai_job_transition(job=job, to=JobStatus.CANCELLED)
-        _release(job)
+        if not was_running:
+            _release(job)
+        # A running job's provider call may already be under way and will be charged: its
+        # reservation stays until the run ends (settled if the call answered, released if
+        # not), so what it costs stays inside the budget meanwhile.
         task_id = job.task_id
     job_revoke(task_id)
     return job
@@ -608,6 +613,7 @@ def ai_job_run_started(
     except ExecutionCancelled:
         logger.info("job.run.cancelled", extra={"job_id": job.public_id})
         _count_attempts(job, context.attempts)
+        _release(job)  # stopped before a call answered: the cancelled job costs nothing
         return None
     except ExecutionFailed as exc:
         error = ProviderCallFailed.from_provider_error(exc.error).as_dict()
@@ -879,6 +885,8 @@ def _finish_failed(
         )
         if failed is None:
             _count_attempts(job, attempts)
+            if AIJob.objects.filter(pk=job.pk, status=JobStatus.CANCELLED).exists():
+                _release(job)  # cancelled while its call ran, and the call failed
             return None
         _release(job)
     _apply(job, failed)

@@ -77,9 +77,9 @@ def test_cancelled_job_releases_its_reservation(api_client, chat_ready, fake_ope
 def test_a_call_that_finishes_after_its_job_was_cancelled_is_still_recorded(
     client_for, admin_user, chat_ready, fake_openai, brand
 ):
-    """Cancelling releases the reservation at once; the provider call already under way
-    still finishes and is charged, so its usage and cost are recorded (the job stays
-    cancelled, and the caller waiting on it gets a 409 JOB_CANCELLED)."""
+    """The provider call already under way when its job is cancelled still finishes and is
+    charged, so its usage and cost are recorded (the job stays cancelled, and the caller
+    waiting on it gets a 409 JOB_CANCELLED); its reservation is held until then."""
     fake_openai.configure(completion_mode="max", latency_ms=1500)
     outcome = {}
 
@@ -101,7 +101,10 @@ def test_a_call_that_finishes_after_its_job_was_cancelled_is_still_recorded(
         time.sleep(0.02)
     cancel = client_for(admin_user, brand).post(f"/ai/jobs/{job.public_id}/cancel/")
     assert cancel.status_code == 200, cancel.content
-    assert counter(brand, "o3_cost").reserved == 0  # released by the cancellation
+    # Its call is under way and will be charged: the reservation is kept until it ends,
+    # so nothing else can take that budget meanwhile (it used to be released here).
+    estimate = budget_request_for(prepare_chat_request(body=BODY)).estimated_cost
+    assert counter(brand, "o3_cost").reserved == estimate
     caller.join(timeout=30)
 
     body = assert_error(outcome["response"], 409, "JOB_CANCELLED")
@@ -117,6 +120,43 @@ def test_a_call_that_finishes_after_its_job_was_cancelled_is_still_recorded(
     assert o3.reserved == 0
     assert BudgetReservation.objects.get(job=job).status == "settled"
     assert OpenAIJob.objects.filter(job=job).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cancelled_jobs_call_that_then_fails_gives_its_reservation_back(
+    client_for, admin_user, chat_ready, fake_openai, brand
+):
+    from tests.workers import require_postgres
+
+    require_postgres()  # a request thread writing while this one reads
+    fake_openai.add_faults([{"type": "hang", "seconds": 1.0}] * 4)
+    outcome = {}
+
+    def call():
+        try:
+            outcome["response"] = client_for(admin_user, brand).post(
+                "/ai/openai/chat/", BODY, format="json"
+            )
+        finally:
+            connections.close_all()
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    deadline = time.monotonic() + 10
+    while not (job := AIJob.objects.filter(status="running").first()) or not (
+        fake_openai.requests()
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    cancel = client_for(admin_user, brand).post(f"/ai/jobs/{job.public_id}/cancel/")
+    assert cancel.status_code == 200, cancel.content
+    assert counter(brand, "o3_cost").reserved > 0  # held while the call may still answer
+    caller.join(timeout=30)
+    assert not caller.is_alive()
+    o3 = counter(brand, "o3_cost")
+    assert (o3.reserved, o3.spent) == (0, 0)
+    assert BudgetReservation.objects.get(job=job).status == "released"
+    assert not UsageRecord.objects.filter(job=job).exists()
 
 
 def test_refusal_is_the_seeds_error_and_writes_nothing(api_client, chat_ready, fake_openai, brand):

@@ -148,6 +148,9 @@ def test_failed_and_cancelled_jobs_are_posted_too(
     fake_openai.add_faults([{"status": 400, "message": "bad request upstream"}])
     failed = api_client.post("/ai/openai/chat/", CHAT, format="json")
     assert failed.status_code >= 400, failed.content
+    # Delivered before the next write (SQLite's shared in-memory test database locks a
+    # table a delivery thread is reading).
+    assert wait_until(lambda: len(receiver.received) == 1, timeout=10)
     waiting = ai_job_create(
         brand=brand, user=None, job_type="chat_completion", input=CHAT, model="", dispatch=False
     )
