@@ -116,14 +116,7 @@ def chat_targets(
 
     Raises ProviderNotConfigured (424) when no credential can serve any of them.
     """
-    steps: list[tuple[AIModel, PreparedRequest]] = [(prepared.ai_model, prepared)]
-    for name in prepared.fallback_models:
-        target_model = ai_model_get(name=name)
-        translated = (
-            translate_for_model(request=prepared, target=target_model) if target_model else None
-        )
-        if translated is not None:
-            steps.append((target_model, translated))
+    steps = _model_steps(prepared)
     targets: list[CallTarget[ChatResult]] = []
     headers = {"traceparent": header} if (header := traceparent_header()) else None
     for index, (ai_model, request) in enumerate(steps):
@@ -181,16 +174,36 @@ def chat_job_validate(*, brand: Brand, input: dict[str, Any], model: str) -> dic
     return normalized
 
 
+def _model_steps(prepared: PreparedRequest) -> list[tuple[AIModel, PreparedRequest]]:
+    """The request for its model, then for each fallback model (translated for it; a model
+    that cannot take the prompt is left out): every call the executor may make."""
+    steps: list[tuple[AIModel, PreparedRequest]] = [(prepared.ai_model, prepared)]
+    for name in prepared.fallback_models:
+        target_model = ai_model_get(name=name)
+        translated = (
+            translate_for_model(request=prepared, target=target_model) if target_model else None
+        )
+        if translated is not None:
+            steps.append((target_model, translated))
+    return steps
+
+
 def budget_request_for(prepared: PreparedRequest) -> BudgetRequest:
     """The upper bound of SPEC §6: exact prompt tokens × input price + the output ceiling
-    (the request's limit, else the model's max output) × output price."""
-    model = prepared.ai_model
+    (the request's limit, else the model's max output) × output price — of the dearest
+    call the request may make: with ``fallback_models``, a fallback model may answer, at
+    its own prices, so the reservation covers the highest estimate of the chain, and the
+    o3 budget and reasoning-job count if any model of it draws on them (settled by the
+    model that answered)."""
+    steps = [request for _, request in _model_steps(prepared)]
     return BudgetRequest(
-        model=model.name,
-        is_o3=model.is_o3_family,
-        is_reasoning=model.is_reasoning,
-        estimated_cost=prepared.estimated_cost(),
-        estimated_tokens=prepared.prompt_tokens + prepared.max_output_tokens,
+        model=prepared.ai_model.name,
+        is_o3=any(request.ai_model.is_o3_family for request in steps),
+        is_reasoning=any(request.ai_model.is_reasoning for request in steps),
+        estimated_cost=max(request.estimated_cost() for request in steps),
+        estimated_tokens=max(
+            request.prompt_tokens + request.max_output_tokens for request in steps
+        ),
     )
 
 
@@ -408,9 +421,19 @@ def _ledgers_write(items: list[tuple[AIJob, ChatLedger]], *, released: bool) -> 
                 is_cached=ledger.is_cached,
             )
         )
-        # A cache hit consumed nothing: its reservation is released at zero.
+        # A cache hit consumed nothing: its reservation is released at zero. The o3 budget
+        # and the reasoning-job count are charged only if a model drawing on them answered
+        # (the reservation covered every model the request could fall back to).
         tokens = 0 if ledger.is_cached else usage["total_tokens"]
-        settlements.append(Settlement(job, ledger.cost, tokens))
+        settlements.append(
+            Settlement(
+                job,
+                ledger.cost,
+                tokens,
+                o3=model.is_o3_family,
+                reasoning=model.is_reasoning and not ledger.is_cached,
+            )
+        )
     insert_rows(openai_rows)
     usage_records_insert(records)
     brands = {job.brand_id: job.brand for job, _ in items}

@@ -65,6 +65,7 @@ METRIC_ORDER = [
 ]
 DAILY_METRICS = {BudgetMetric.O3_COST, BudgetMetric.COST, BudgetMetric.REASONING_JOBS}
 COST_METRICS = {BudgetMetric.O3_COST, BudgetMetric.COST}
+O3_METRICS = {BudgetMetric.O3_COST, BudgetMetric.O3_TOKENS}
 TOKEN_METRICS = {BudgetMetric.TOKENS, BudgetMetric.O3_TOKENS}
 # An API key's own monthly budget in USD (``BrandApiKey.monthly_budget``): counter metric
 # ``key:<key id>``, after the brand's metrics in lock order.
@@ -554,6 +555,11 @@ class Settlement:
     job: AIJob
     actual_cost: Decimal
     actual_tokens: int
+    # Whether the model that answered draws on the o3 budget and quota, and is a reasoning
+    # job: if not, those reservations (held for a model of the chain that did not answer)
+    # are released at zero.
+    o3: bool = True
+    reasoning: bool = True
 
 
 def budget_settle(*, job: AIJob, actual_cost: Decimal, actual_tokens: int) -> list[BudgetCounter]:
@@ -595,7 +601,12 @@ def budget_settle_many(
         job = settlement.job
         for item in reserved.get(job.pk, ()):
             metric = item["metric"]
-            if metric in COST_METRICS or is_key_metric(metric):
+            not_drawn = (metric in O3_METRICS and not settlement.o3) or (
+                metric == BudgetMetric.REASONING_JOBS and not settlement.reasoning
+            )
+            if not_drawn:
+                actual = Decimal(0)
+            elif metric in COST_METRICS or is_key_metric(metric):
                 actual = settlement.actual_cost
             elif metric in TOKEN_METRICS:
                 actual = Decimal(settlement.actual_tokens)
