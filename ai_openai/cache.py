@@ -1,4 +1,5 @@
-"""Exact-match response cache (SPEC §11, opt-in per request with ``"cache": true``).
+"""Exact-match response cache (SPEC §11, opt-in per request with ``"cache": true``, or
+per brand with its ``response_cache``, which a request overrides with ``"cache": false``).
 
 The key is the brand plus the normalized provider request (model and the exact kwargs
 after validation and auto-configuration, serialized with sorted keys), so two requests

@@ -40,6 +40,7 @@ from ai_providers.budgets import (
     BudgetRequest,
     Settlement,
     brand_limits,
+    brand_quota_cached,
     budget_release,
     budget_reserve_many,
     budget_settle_many,
@@ -292,13 +293,22 @@ def _execute(targets: list[CallTarget[Any]], context: JobRunContext) -> Any:
     )
 
 
+def _uses_cache(job: AIJob) -> bool:
+    """The request's ``cache`` (true or false), else the brand's ``response_cache``."""
+    asked = job.input.get("cache")
+    if asked is not None:
+        return asked is True
+    quota = brand_quota_cached(job.brand_id)
+    return bool(quota and quota.response_cache)
+
+
 def chat_job_run(context: JobRunContext) -> HandlerResult:
     """Run a chat job through the executor (or answer it from the response cache when the
     request opted in); what it writes is the outcome's ``ledger`` (``chat_finalize_many``)."""
     job = context.job
     prepared = _prepared_for(job.input)
     cache_key = None
-    if job.input.get("cache") is True:
+    if _uses_cache(job):
         cache_key = response_cache_key(brand_id=job.brand_id, kwargs=prepared.kwargs)
         entry = response_cache_get(cache_key)
         if entry is not None:

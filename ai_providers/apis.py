@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from ai_core.permissions import IsBrandAdminOrReadOnly
 from ai_core.scoping import BrandScopedViewSetMixin, request_brand
 
-from .budgets import brand_quota_update, budget_status, quota_status
+from .budgets import brand_quota_cached, brand_quota_update, budget_status, quota_status
 from .errors import CredentialInvalid
 from .filters import CredentialFilter
 from .health import provider_health
@@ -174,4 +174,9 @@ class QuotaApi(APIView):
     @staticmethod
     def _status(request: Request) -> dict:
         brand = request.current_brand
-        return {**budget_status(brand=brand), "webhooks": webhook_settings(brand=brand)}
+        quota = brand_quota_cached(brand.pk)
+        return {
+            **budget_status(brand=brand),
+            "response_cache": bool(quota and quota.response_cache),
+            "webhooks": webhook_settings(brand=brand),
+        }

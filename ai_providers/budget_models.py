@@ -46,6 +46,9 @@ class BrandQuota(models.Model):
     # The HMAC key that signs the brand's webhooks, set by its admin; Fernet-encrypted
     # (ai_providers.crypto.encrypt_webhook_secret), never shown again.
     webhook_secret_encrypted = models.TextField(blank=True, default="", editable=False)
+    # Every chat request of the brand answered from the response cache when it can, unless
+    # the request says "cache": false (SPEC §11: the cache is opt-in per request or brand).
+    response_cache = models.BooleanField(default=False)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

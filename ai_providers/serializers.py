@@ -12,7 +12,7 @@ from typing import Any
 from django.utils import timezone
 from rest_framework import serializers
 
-from megahub.serializers import RejectUnknownFieldsMixin
+from megahub.serializers import RejectUnknownFieldsMixin, StrictBooleanField
 
 from .budget_models import MAX_INT_LIMIT, MAX_TOKEN_QUOTA
 from .models import Provider, ProviderCredential
@@ -185,6 +185,9 @@ class QuotaUpdateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
         min_length=16,
         max_length=256,
     )
+
+    # The brand's chat requests use the response cache unless one says "cache": false.
+    response_cache = StrictBooleanField(required=False)
 
     def validate(self, attrs: dict) -> dict:
         if not attrs:

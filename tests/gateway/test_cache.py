@@ -72,3 +72,36 @@ def test_cache_is_per_brand_opt_in_and_exact(
         400,
         "VALIDATION_ERROR",
     )
+
+
+def test_a_brand_can_opt_in_for_all_its_requests(
+    api_client, member_client, chat_ready, fake_openai, brand, django_capture_on_commit_callbacks
+):
+    """SPEC §11: "opt-in per request or brand". With the brand's ``response_cache`` on, a
+    request that says nothing is cached; one that says ``"cache": false`` is not."""
+    plain = {k: v for k, v in BODY.items() if k != "cache"}
+    assert_error(
+        api_client.patch("/ai/quotas/", {"response_cache": "yes"}, format="json"),
+        400,
+        "VALIDATION_ERROR",
+    )
+    assert_error(
+        member_client.patch("/ai/quotas/", {"response_cache": True}, format="json"),
+        403,
+        "PERMISSION_DENIED",
+    )
+    switched = api_client.patch("/ai/quotas/", {"response_cache": True}, format="json")
+    assert switched.status_code == 200, switched.content
+    assert switched.json()["response_cache"] is True
+    assert api_client.get("/ai/quotas/").json()["response_cache"] is True
+    with django_capture_on_commit_callbacks(execute=True):
+        api_client.post("/ai/openai/chat/", plain, format="json")
+    hit = api_client.post("/ai/openai/chat/", plain, format="json").json()
+    assert hit["usage_source"] == "cache"
+    api_client.post("/ai/openai/chat/", {**plain, "cache": False}, format="json")
+    assert len(chats(fake_openai)) == 2  # the first, and the one that opted out
+    api_client.patch("/ai/quotas/", {"response_cache": False}, format="json")
+    assert api_client.post("/ai/openai/chat/", plain, format="json").json()["usage_source"] == (
+        "provider"
+    )
+    assert len(chats(fake_openai)) == 3
