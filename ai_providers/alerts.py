@@ -110,6 +110,23 @@ def budget_refusal_alert(
     kind = KIND_BY_METRIC[BudgetMetric(metric)]
     label = _period_label(metric, period)
     with transaction.atomic():
+        # Past 80% too (a limit lowered below 80% of the spend skips the settlement that
+        # would have raised it): once per period, like every alert.
+        warning = usage_alert_raise(
+            brand=brand,
+            kind=kind,
+            threshold=THRESHOLDS[0],
+            period=label,
+            value=committed,
+            limit=limit,
+            message=(
+                f"{UsageAlert.Kind(kind).label} for {label} reached {THRESHOLDS[0]}%: "
+                f"{_amount(metric, committed)} of {_amount(metric, limit)} spent or reserved."
+            ),
+        )
+        if warning is not None:
+            warning_id = warning.pk
+            transaction.on_commit(lambda: alert_notify_async(warning_id))
         alert = usage_alert_raise(
             brand=brand,
             kind=kind,

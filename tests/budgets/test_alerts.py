@@ -92,6 +92,27 @@ def test_a_budget_past_80_percent_that_refuses_a_call_raises_its_100_percent_ale
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_limit_lowered_below_the_spend_raises_both_alerts_at_the_refusal(
+    api_client, chat_ready, fake_openai, brand
+):
+    """Spend at 50% of the budget, then the admin lowers the budget below it: the next
+    call is refused, and both the 80% and the 100% alerts fire (no settlement crossed 80%
+    to raise the first)."""
+    fake_openai.configure(completion_mode="max")
+    BrandQuota.objects.create(brand=brand, o3_daily_budget=estimate() * 2)
+    assert api_client.post("/ai/openai/chat/", BODY, format="json").status_code == 200
+    assert o3_alerts(brand) == []
+    lowered = api_client.patch(
+        "/ai/quotas/",
+        {"o3_daily_budget": str((estimate() * Decimal("1.1")).quantize(Decimal("0.000001")))},
+        format="json",
+    )
+    assert lowered.status_code == 200, lowered.content
+    assert api_client.post("/ai/openai/chat/", BODY, format="json").status_code == 403
+    assert sorted(o3_alerts(brand)) == [80, 100]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_refusal_below_80_percent_raises_no_alert(api_client, chat_ready, fake_openai, brand):
     """A single call bigger than what is left of a budget barely used is refused, but the
     budget is not at its limit: no alert."""
