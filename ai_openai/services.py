@@ -208,28 +208,34 @@ def budget_request_for(prepared: PreparedRequest) -> BudgetRequest:
     )
 
 
-def _fitting_alternatives(prepared: PreparedRequest) -> Callable[[str, Decimal], list[str]]:
-    """For a refusal: the available models whose own estimate for this request would fit."""
+def _fitting_alternatives(prepared: PreparedRequest) -> Callable[..., list[str]]:
+    """For a refusal: the available models whose own estimate for this request would fit
+    the limit that refused it — and every other limit of the brand (``others``: what is
+    left of each budget and quota), so that no alternative is refused in turn."""
 
-    def alternatives(metric: str, remaining: Decimal) -> list[str]:
+    def alternatives(
+        metric: str, remaining: Decimal, others: dict[str, Decimal] | None = None
+    ) -> list[str]:
+        left = {**(others or {}), metric: remaining}
         names = []
         for candidate in ai_model_list(available_only=True).exclude(name=prepared.model):
-            if metric == "reasoning_jobs" and candidate.is_reasoning:
-                continue
             translated = translate_for_model(request=prepared, target=candidate)
             if translated is None:
                 continue
-            # A model outside the o3 family does not draw on the o3 budget or quota.
-            counted = candidate.is_o3_family or metric not in ("o3_cost", "o3_tokens")
             cost = translated.estimated_cost()
-            tokens = translated.prompt_tokens + translated.max_output_tokens
-            if counted and metric in ("o3_cost", "cost") and cost > remaining:
-                continue
-            if is_key_metric(metric) and cost > remaining:  # the API key's own budget
-                continue
-            if counted and metric in ("tokens", "o3_tokens") and tokens > remaining:
-                continue
-            names.append(candidate.name)
+            tokens = Decimal(translated.prompt_tokens + translated.max_output_tokens)
+            # What the candidate would draw on: a model outside the o3 family does not
+            # draw on the o3 budget or quota, a chat model on the reasoning-job count.
+            draws: dict[str, Decimal] = {"cost": cost, "tokens": tokens}
+            if candidate.is_o3_family:
+                draws.update(o3_cost=cost, o3_tokens=tokens)
+            if candidate.is_reasoning:
+                draws["reasoning_jobs"] = Decimal(1)
+            if all(
+                (cost if is_key_metric(name) else draws.get(name, Decimal(0))) <= amount
+                for name, amount in left.items()
+            ):
+                names.append(candidate.name)
         return names
 
     return alternatives

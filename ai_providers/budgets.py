@@ -47,6 +47,7 @@ from .budget_models import (
     BudgetCounter,
     BudgetMetric,
     BudgetReservation,
+    from_units,
     limit_to_units,
     to_units,
 )
@@ -311,6 +312,7 @@ def budget_reserve_many(claims: list[BudgetClaim], *, now: datetime | None = Non
         [value for row in rows for value in row],
     )
     order = _lock_order()
+    applied: dict[tuple[int, str, str], int] = {}  # units this transaction reserved so far
     for key in sorted(deltas, key=lambda k: _lock_key(order, k)):
         amount, limit, item, claim = deltas[key]
         params = [amount, limit, key[0], key[1], key[2], limit, amount]
@@ -325,8 +327,9 @@ def budget_reserve_many(claims: list[BudgetClaim], *, now: datetime | None = Non
             if len(claims) > 1:
                 raise BatchRefused()
             raise _refusal(
-                claim.brand, claim.request, item, limits[key[0]], now, claim.alternatives
+                claim.brand, claim.request, item, limits[key[0]], now, claim.alternatives, applied
             )
+        applied[key] = amount
     _known_counters.update(deltas)
     for claim in claims:
         logger.info(
@@ -356,7 +359,8 @@ def _refusal(
     item: dict[str, Any],
     limits: Limits,
     now: datetime,
-    alternatives: Callable[[str, Decimal], list[str]] | None,
+    alternatives: Callable[..., list[str]] | None,
+    applied: dict[tuple[int, str, str], int] | None = None,
 ) -> ApplicationError:
     counter = _counter(brand, item).first()
     spent = counter.spent if counter else Decimal(0)
@@ -364,7 +368,11 @@ def _refusal(
     limit = Decimal(item["limit"])
     remaining = max(Decimal(0), limit - spent - reserved)
     metric = item["metric"]
-    alts = alternatives(metric, remaining) if alternatives else []
+    alts = (
+        alternatives(metric, remaining, _remaining_by_metric(brand, item, limits, now, applied))
+        if alternatives
+        else []
+    )
     record_budget_rejection("api_key" if is_key_metric(metric) else metric)
     logger.warning(
         "budget.rejected",
@@ -384,6 +392,37 @@ def _refusal(
             )
         )
     return error
+
+
+def _remaining_by_metric(
+    brand: Brand,
+    item: dict[str, Any],
+    limits: Limits,
+    now: datetime,
+    applied: dict[tuple[int, str, str], int] | None,
+) -> dict[str, Decimal]:
+    """What is left of each of the brand's budgets and quotas (and of the refusing API key's
+    budget), this request's own reservations of the rolled-back transaction not counted: so
+    that the refusal's alternatives are models every limit would let through."""
+    today, month = periods(now)
+    used = {
+        (c.metric, c.period.isoformat()): c.spent_units + c.reserved_units
+        for c in BudgetCounter.objects.filter(brand=brand, period__in=[today, month])
+    }
+    for (_, metric, period), units in (applied or {}).items():
+        used[(metric, period)] = used.get((metric, period), 0) - units
+    wanted = {
+        str(metric): (str(metric), (today if metric in DAILY_METRICS else month).isoformat())
+        for metric in METRIC_ORDER
+    }
+    limit_of = {name: limits.for_metric(name) for name in wanted}
+    if is_key_metric(item["metric"]):
+        wanted[item["metric"]] = (item["metric"], item["period"])
+        limit_of[item["metric"]] = Decimal(item["limit"])
+    return {
+        name: max(Decimal(0), limit_of[name] - from_units(used.get(key, 0)))
+        for name, key in wanted.items()
+    }
 
 
 def _refusal_error(
@@ -408,7 +447,7 @@ def _refusal_error(
             reset_time=next_reset(metric, now).strftime("%Y-%m-%dT%H:%M:%SZ"),
             suggestions=[
                 "Reduce max_completion_tokens",
-                "Use a cheaper model",
+                *(["Use a cheaper model"] if alts else []),
                 "Raise the key's monthly_budget (PATCH /ai/api-keys/{id}/)",
             ],
             alternatives=alts,
@@ -421,7 +460,7 @@ def _refusal_error(
             estimated_cost=f"{request.estimated_cost:.6f}",
             daily_budget_remaining=f"{remaining.quantize(MONEY):.6f}",
             suggestions=[
-                "Use o3-mini for cost optimization",
+                *(["Use o3-mini for cost optimization"] if "o3-mini" in alts else []),
                 "Reduce max_completion_tokens",
                 "Use reasoning_effort='low'",
             ],
@@ -433,7 +472,10 @@ def _refusal_error(
             model=request.model,
             estimated_cost=f"{request.estimated_cost:.6f}",
             daily_budget_remaining=f"{remaining.quantize(MONEY):.6f}",
-            suggestions=["Reduce max_completion_tokens", "Use a cheaper model"],
+            suggestions=[
+                "Reduce max_completion_tokens",
+                *(["Use a cheaper model"] if alts else []),
+            ],
             alternatives=alts,
         )
     if metric == BudgetMetric.REASONING_JOBS:

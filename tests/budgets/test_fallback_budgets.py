@@ -75,3 +75,25 @@ def test_a_fallback_outside_the_o3_family_is_not_charged_to_the_o3_budget(
         row = counter(brand, metric)
         assert (row.reserved, row.spent) == (0, 0), metric  # held, then given back
     assert counter(brand, "tokens").spent == record.total_tokens
+
+
+def test_a_refusals_alternatives_fit_every_limit_not_only_the_one_that_refused(
+    api_client, chat_ready, fake_openai, brand
+):
+    """gpt-4o refused by the daily budget, reasoning jobs used up for the day: the
+    alternatives are cheaper models the reasoning-job limit lets through too (o3-mini and
+    o4-mini fit the budget but would be refused in turn)."""
+    budget = (estimate("gpt-4o") / 2).quantize(Decimal("0.000001"))
+    BrandQuota.objects.create(brand=brand, daily_budget=budget, daily_reasoning_jobs_limit=0)
+    body = assert_error(chat(api_client, "gpt-4o", False), 403, "BUDGET_EXCEEDED")
+    alternatives = body["alternatives"]
+    assert alternatives
+    assert not {"o3", "o3-mini", "o4-mini"} & set(alternatives)
+    assert "gpt-4o-mini" in alternatives
+    for name in alternatives:
+        assert chat(api_client, name, False).status_code == 200, name
+    assert "Use a cheaper model" in body["suggestions"]
+    BrandQuota.objects.filter(brand=brand).update(daily_budget=Decimal("0.000001"))
+    nothing = assert_error(chat(api_client, "gpt-4o", False), 403, "BUDGET_EXCEEDED")
+    assert nothing["alternatives"] == []
+    assert "Use a cheaper model" not in nothing["suggestions"]
