@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 from ai_core.idempotency import HEADER as IDEMPOTENCY_HEADER
 from ai_core.idempotency import idempotent_response
 from ai_core.permissions import IsBrandAdmin
-from megahub.errors import ValidationFailed
+from megahub.errors import NotFound, ValidationFailed
 from megahub.serializers import RejectUnknownFieldsMixin
 from megahub.tracing import in_this_context
 
@@ -37,6 +37,7 @@ from .gateway import (
     openai_exception_handler,
 )
 from .models import BrandApiKey
+from .registry import ai_model_get
 from .services import chat_stream_open, chat_stream_relay, chat_submit
 
 
@@ -69,6 +70,11 @@ class ChatCompletionsApi(GatewayView):
         stream = body.get("stream", False)
         if stream is not None and not isinstance(stream, bool):
             raise ValidationFailed(field_errors={"stream": ["Must be true or false."]})
+        if not stream and body.get("stream_options") is not None:
+            # As OpenAI answers it (the options would be silently meaningless).
+            raise ValidationFailed(
+                field_errors={"stream_options": ["Only allowed when stream is true."]}
+            )
         if stream:
             if request.headers.get(IDEMPOTENCY_HEADER) is not None:
                 # A stream is sent as it is made: it cannot be replayed, so a repeat would
@@ -170,10 +176,25 @@ class ApiKeySerializer(serializers.ModelSerializer):
         return api_key_month_block(obj, counters.get(obj.pk))
 
 
+def _known_models(names: list[str]) -> list[str]:
+    """``allowed_models``: names of the model registry (a typo would make a key that can
+    call nothing, or not the model meant)."""
+    unknown = [name for name in names if ai_model_get(name=name) is None]
+    if unknown:
+        raise serializers.ValidationError(
+            f"Unknown model{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}. "
+            "See GET /ai/openai/chat/ for the registry."
+        )
+    return names
+
+
 class ApiKeyCreateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     name = serializers.CharField(max_length=100)
     allowed_models = serializers.ListField(
-        child=serializers.CharField(max_length=64), required=False, default=list
+        child=serializers.CharField(max_length=64),
+        required=False,
+        default=list,
+        validators=[_known_models],
     )
     monthly_budget = serializers.DecimalField(
         max_digits=14, decimal_places=6, min_value=0, allow_null=True, required=False
@@ -184,7 +205,7 @@ class ApiKeyUpdateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     also_known = tuple(ApiKeySerializer.Meta.fields)
     name = serializers.CharField(max_length=100, required=False)
     allowed_models = serializers.ListField(
-        child=serializers.CharField(max_length=64), required=False
+        child=serializers.CharField(max_length=64), required=False, validators=[_known_models]
     )
     monthly_budget = serializers.DecimalField(
         max_digits=14, decimal_places=6, min_value=0, allow_null=True, required=False
@@ -219,23 +240,24 @@ class ApiKeyListApi(APIView):
         row, key = api_key_create(
             brand=request.current_brand, user=request.user, **serializer.validated_data
         )
-        return Response(
-            {
-                "id": row.pk,
-                "name": row.name,
-                "key": key,
-                "prefix": row.prefix,
-                "allowed_models": row.allowed_models,
-                "monthly_budget": (
-                    None if row.monthly_budget is None else f"{row.monthly_budget:.6f}"
-                ),
-            },
-            status=201,
-        )
+        # As a key is listed, plus the key itself: shown this once.
+        return Response({**ApiKeySerializer(row).data, "key": key}, status=201)
 
 
 class ApiKeyDetailApi(APIView):
     permission_classes = [IsAuthenticated, IsBrandAdmin]
+
+    @extend_schema(responses=ApiKeySerializer)
+    def get(self, request: Request, key_id: str) -> Response:
+        """One of the brand's keys as listed (prefix only, revoked ones included)."""
+        row = (
+            BrandApiKey.objects.filter(brand=request.current_brand, pk=key_id).first()
+            if key_id.isascii() and key_id.isdigit()
+            else None
+        )
+        if row is None:
+            raise NotFound()
+        return Response(ApiKeySerializer(row).data)
 
     @extend_schema(request=ApiKeyUpdateSerializer, responses=ApiKeySerializer)
     def patch(self, request: Request, key_id: str) -> Response:

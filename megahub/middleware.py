@@ -41,6 +41,9 @@ class TraceMiddleware:
             request.trace_id = trace_id  # type: ignore[attr-defined]
             response = self.get_response(request)
         response["X-Trace-ID"] = trace_id
+        # The same id under the name OpenAI uses (its SDK reads it as ``_request_id``), so a
+        # gateway client can quote it.
+        response["X-Request-ID"] = trace_id
         return response
 
 

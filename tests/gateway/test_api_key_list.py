@@ -49,3 +49,35 @@ def test_api_key_pages_are_newest_first_without_repeats(api_client, keys):
         ids.extend(row["id"] for row in body["results"])
         url = body["next"]
     assert ids == [row.pk for row, _ in reversed(ours)]
+
+
+def test_one_key_is_read_by_its_id_within_the_brand(api_client, keys, ai_ready):
+    (row, key), *_ = keys[0]
+    _, (theirs, _) = keys
+    shown = api_client.get(f"/ai/api-keys/{row.pk}/")
+    assert shown.status_code == 200, shown.content
+    assert shown.json()["prefix"] == row.prefix
+    assert key not in shown.content.decode()
+    for other in (theirs.pk, "abc", "99999"):
+        response = api_client.get(f"/ai/api-keys/{other}/")
+        assert response.status_code == 404, other
+        assert response.json()["error_code"] == "NOT_FOUND"
+
+
+def test_allowed_models_must_be_models_of_the_registry(api_client, ai_ready):
+    refused = api_client.post(
+        "/ai/api-keys/", {"name": "typo", "allowed_models": ["gpt-4o", "gpt4o"]}, format="json"
+    )
+    assert refused.status_code == 400
+    assert "gpt4o" in refused.json()["field_errors"]["allowed_models"][0]
+    created = api_client.post(
+        "/ai/api-keys/", {"name": "ok", "allowed_models": ["gpt-4o"]}, format="json"
+    )
+    assert created.status_code == 201, created.content
+    body = created.json()
+    assert body["key"].startswith("mh-")
+    assert body["created_at"]
+    patched = api_client.patch(
+        f"/ai/api-keys/{body['id']}/", {"allowed_models": ["nope"]}, format="json"
+    )
+    assert patched.status_code == 400

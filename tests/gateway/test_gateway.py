@@ -315,3 +315,21 @@ def test_a_reply_appended_as_the_sdk_dumps_it_is_accepted(sdk, fake_openai):
         sdk.chat.completions.create(
             model="gpt-4o", messages=[*HELLO, {"role": "user", "content": "x", "refusal": "no"}]
         )
+
+
+def test_stream_options_without_stream_is_refused_as_openai_does(gateway_key, fake_openai):
+    response = APIClient().post(
+        "/ai/v1/chat/completions",
+        {"model": "gpt-4o", "messages": HELLO, "stream_options": {"include_usage": True}},
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {gateway_key['key']}",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "stream_options"
+    assert not fake_openai.requests()
+
+
+def test_the_sdk_reads_the_request_id_as_the_trace_id(sdk, fake_openai):
+    raw = sdk.chat.completions.with_raw_response.create(model="gpt-4o", messages=HELLO)
+    assert raw.headers["x-request-id"] == raw.headers["x-trace-id"]
+    assert raw.parse()._request_id == raw.headers["x-trace-id"]

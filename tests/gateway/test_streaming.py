@@ -86,8 +86,10 @@ def test_client_disconnect_mid_stream_still_records_usage(live_server, key, fake
     # The job's status and its usage record, awaited together (once in a full run on
     # SQLite the first was seen without the second: not explained yet).
     assert wait_until(
-        lambda: AIJob.objects.filter(brand=brand, status="completed").exists()
-        and UsageRecord.objects.filter(job__brand=brand).exists(),
+        lambda: (
+            AIJob.objects.filter(brand=brand, status="completed").exists()
+            and UsageRecord.objects.filter(job__brand=brand).exists()
+        ),
         timeout=20,
     )
     job = AIJob.objects.get(brand=brand)

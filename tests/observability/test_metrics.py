@@ -64,7 +64,7 @@ def test_provider_calls_match_the_attempts_recorded(api_client, chat_ready, fake
     fallback = chat(api_client, fallback_models=["gpt-4.1"])  # gpt-4o exhausted → gpt-4.1
     assert fallback.status_code == 200, fallback.content
     fake_openai.add_faults([{"status": 400}])  # not retried, no fallback
-    assert chat(api_client).status_code == 502
+    assert chat(api_client).status_code == 400  # PROVIDER_BAD_REQUEST
     after = scrape()
 
     calls = delta(before, after, "megahub_provider_calls_total")
