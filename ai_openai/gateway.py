@@ -27,6 +27,7 @@ from rest_framework.response import Response
 from ai_core.models import AIJob, Brand, JobStatus
 from ai_providers.budget_models import BudgetCounter
 from ai_providers.budgets import KEY_METRIC_PREFIX, periods
+from ai_providers.selectors import providers_for_model
 from megahub.errors import ApplicationError, NotFound, PermissionDenied
 from megahub.exception_handler import api_exception_handler, openai_error_body
 from megahub.refcache import RefCache
@@ -287,10 +288,12 @@ def chat_completion_body(job: AIJob) -> dict[str, Any]:
 
 
 def _model_names(api_key: BrandApiKey) -> list[str]:
+    """The models this key can call: available, allowed for the key, and served by one of
+    the brand's active credentials (a model no credential serves would answer 424)."""
     names = [m.name for m in ai_model_list(available_only=True)]
     if api_key.allowed_models:
         names = [n for n in names if n in api_key.allowed_models]
-    return names
+    return [n for n in names if providers_for_model(brand=api_key.brand, model=n)]
 
 
 def _model_object(name: str, created: int) -> dict[str, Any]:

@@ -71,9 +71,16 @@ def test_sdk_error_temperature_on_o3_raises_bad_request(sdk, fake_openai):
     assert whole["invalid_params"] == ["temperature"]
 
 
-def test_sdk_models_list(sdk):
+def test_sdk_models_list(sdk, brand):
     names = [m.id for m in sdk.models.list()]
     assert {"o3", "gpt-4o", "gpt-4.1"} <= set(names)
+    # Only what the brand's credentials serve: without any, nothing (each call would 424).
+    from ai_providers.models import ProviderCredential
+
+    ProviderCredential.objects.filter(brand=brand).update(is_active=False)
+    assert [m.id for m in sdk.models.list()] == []
+    with pytest.raises(openai.NotFoundError):
+        sdk.models.retrieve("gpt-4o")
 
 
 def test_async_sdk_client(live_server, gateway_key, fake_openai):
