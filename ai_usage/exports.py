@@ -56,9 +56,15 @@ def export_rows(queryset: QuerySet[UsageRecord]) -> Iterator[tuple[Any, ...]]:
     yield from rows.iterator(chunk_size=CHUNK_SIZE)
 
 
+def _iso(value: datetime) -> str:
+    """As the JSON API writes it (DRF): UTC as ``Z``, not ``+00:00``."""
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.isoformat()
+        return _iso(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     return value
@@ -90,7 +96,7 @@ def xlsx_write(queryset: QuerySet[UsageRecord], sink: IO[bytes]) -> int:
         if count % XLSX_ROWS_PER_SHEET == 0:
             sheet = workbook.create_sheet(f"usage-{count // XLSX_ROWS_PER_SHEET + 1}")
             sheet.append(HEADER)
-        sheet.append([v.isoformat() if isinstance(v, datetime) else v for v in row])  # type: ignore[union-attr]
+        sheet.append([_iso(v) if isinstance(v, datetime) else v for v in row])  # type: ignore[union-attr]
         count += 1
     if sheet is None:
         workbook.create_sheet("usage-1").append(HEADER)

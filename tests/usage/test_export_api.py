@@ -83,6 +83,22 @@ def test_csv_money_is_the_exact_six_decimal_string(api_client, usage_data):
 
 
 @pytest.mark.parametrize("export_format", ["csv", "xlsx"])
+def test_export_timestamps_are_written_as_the_list_writes_them(
+    api_client, usage_data, export_format
+):
+    listed = {
+        r["job_id"]: r["created_at"]
+        for r in api_client.get("/ai/usage/?page_size=500").json()["results"]
+    }
+    response = api_client.get(f"/ai/usage/export/?format={export_format}")
+    rows = csv_rows(response) if export_format == "csv" else xlsx_rows(response)
+    assert rows
+    for row in rows:
+        assert row["created_at"] == listed[row["job_id"]]
+        assert row["created_at"].endswith("Z")
+
+
+@pytest.mark.parametrize("export_format", ["csv", "xlsx"])
 @pytest.mark.parametrize(
     ("query", "predicate"),
     [
