@@ -62,6 +62,9 @@ OPENAI_ERROR_TYPES = {
     403: "permission_error",
     404: "not_found_error",
     409: "conflict_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
     424: "invalid_request_error",
     429: "rate_limit_error",
 }

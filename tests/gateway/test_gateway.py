@@ -340,3 +340,11 @@ def test_the_sdk_reads_the_request_id_as_the_trace_id(sdk, fake_openai):
     raw = sdk.chat.completions.with_raw_response.create(model="gpt-4o", messages=HELLO)
     assert raw.headers["x-request-id"] == raw.headers["x-trace-id"]
     assert raw.parse()._request_id == raw.headers["x-trace-id"]
+
+
+def test_a_wrong_method_on_the_gateway_is_an_invalid_request_error(gateway_key):
+    response = APIClient().get(
+        "/ai/v1/chat/completions", HTTP_AUTHORIZATION=f"Bearer {gateway_key['key']}"
+    )
+    assert response.status_code == 405
+    assert response.json()["error"]["type"] == "invalid_request_error"
