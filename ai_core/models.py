@@ -7,6 +7,7 @@ import secrets
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils import timezone
 
 
 class Brand(models.Model):
@@ -174,7 +175,9 @@ class AIJob(models.Model):
     # run (worker killed) from a live one.
     run_owner = models.CharField(max_length=128, blank=True, default="")
     status_history = models.JSONField(default=list, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Set by ``ai_job_create`` to the instant of its first statuses (not auto_now_add,
+    # which took a later clock reading at INSERT: created after it was queued).
+    created_at = models.DateTimeField(default=timezone.now, editable=False, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -220,6 +220,7 @@ def _job_build(
         input=normalized,
         metadata={**(metadata or {}), "trace_id": current_trace_id()},
         status=statuses[-1],
+        created_at=now,
         queued_at=now,
         status_history=[{"status": status, "at": now.isoformat()} for status in statuses],
         dispatched_at=None if dispatch else now,

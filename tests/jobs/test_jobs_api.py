@@ -212,3 +212,12 @@ def test_a_model_named_twice_differently_is_400_and_writes_nothing(api_client, c
     assert AIJob.objects.get(public_id=created.json()["id"]).model == "gpt-4.1"
     unknown = {"job_type": "chat_completion", "model": "gpt-9", "input": {"prompt": "x"}}
     assert_error(api_client.post("/ai/jobs/", unknown, format="json"), 400, "UNKNOWN_MODEL")
+
+
+@pytest.mark.django_db
+def test_a_job_is_created_at_the_instant_of_its_first_statuses(api_client, test_handler):
+    body = api_client.post("/ai/jobs/", JOB, format="json").json()
+    assert body["created_at"] == body["queued_at"]
+    job = AIJob.objects.get(public_id=body["id"])
+    assert job.created_at == job.queued_at
+    assert [h["at"] for h in job.status_history[:2]] == [job.created_at.isoformat()] * 2
