@@ -708,9 +708,10 @@ def chat_stream_relay(
     started = time.monotonic()
     relayed: list[bytes] = []
     recorded = False
+    counted: dict[str, int] | None = None  # the tokenizer's usage, when the stream had none
 
     def record(error: dict[str, Any] | None = None) -> None:
-        nonlocal recorded
+        nonlocal recorded, counted
         if recorded:
             return
         recorded = True
@@ -728,6 +729,8 @@ def chat_stream_relay(
             job=job, prepared=prepared, execution=execution, result=result, elapsed=elapsed
         )
         outcome.error = error  # cut off upstream: failed, and billed for what streamed
+        if usage is None:
+            counted = outcome.result["usage"]
         ai_job_complete(
             job=job,
             owner=owner,
@@ -746,6 +749,9 @@ def chat_stream_relay(
                 yield b"".join(b"data: " + chunk + b"\n\n" for chunk in batch)
         # Recorded before [DONE]: a client that saw the end can read its usage at once.
         record()
+        if include_usage and counted is not None:
+            # Asked for, not sent by the provider: the usage MEGAHUB counted and billed.
+            yield b"data: " + _usage_chunk(relayed, counted) + b"\n\n"
         yield b"data: [DONE]\n\n"
     except ProviderError as exc:
         logger.warning("gateway.stream.upstream_failed", extra={"error_class": type(exc).__name__})
@@ -760,6 +766,37 @@ def chat_stream_relay(
     finally:
         # The client went away mid-stream (GeneratorExit): bill what was streamed.
         record()
+
+
+def _usage_chunk(chunks: list[bytes], usage: dict[str, int]) -> bytes:
+    """The final chunk of ``stream_options.include_usage`` (no choices, the usage), with the
+    stream's id, created time and model, for a provider that sent none."""
+    last: dict[str, Any] = {}
+    for chunk in reversed(chunks):
+        try:
+            parsed = json.loads(chunk)
+        except ValueError:
+            continue
+        if isinstance(parsed, dict) and parsed.get("id"):
+            last = parsed
+            break
+    return json.dumps(
+        {
+            "id": last.get("id"),
+            "object": "chat.completion.chunk",
+            "created": last.get("created", int(time.time())),
+            "model": last.get("model"),
+            "choices": [],
+            "usage": {
+                "prompt_tokens": usage["prompt_tokens"],
+                "completion_tokens": usage["completion_tokens"],
+                "total_tokens": usage["total_tokens"],
+                "prompt_tokens_details": {"cached_tokens": usage.get("cached_tokens", 0)},
+                "completion_tokens_details": {"reasoning_tokens": usage.get("reasoning_tokens", 0)},
+            },
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 _USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')

@@ -69,6 +69,28 @@ def test_upstream_without_usage_is_counted_with_the_tokenizer(sdk, fake_openai, 
     assert Decimal(job.result["cost_usd"]) > 0
 
 
+def test_a_client_that_asked_for_usage_gets_the_counted_usage_when_upstream_sent_none(
+    sdk, fake_openai, brand
+):
+    fake_openai.add_faults([{"type": "no_usage"}])
+    chunks = list(
+        sdk.chat.completions.create(
+            model="gpt-4o",
+            messages=HELLO,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    last = chunks[-1]
+    assert last.choices == []
+    job = AIJob.objects.get(brand=brand)
+    assert job.result["usage_source"] == "tokenizer"
+    assert last.usage.completion_tokens == job.result["usage"]["completion_tokens"] > 0
+    assert last.usage.total_tokens == job.result["usage"]["total_tokens"]
+    assert last.id == chunks[0].id
+    assert sum(1 for c in chunks if c.usage is not None) == 1
+
+
 def test_client_disconnect_mid_stream_still_records_usage(live_server, key, fake_openai, brand):
     fake_openai.configure(stream_chunk_delay_ms=100, completion_tokens=200)
     host, port = live_server.url.removeprefix("http://").split(":")
