@@ -201,7 +201,7 @@ class BrandQuotaForm(forms.ModelForm):
 
     class Meta:
         model = BrandQuota
-        fields = ("brand", *LIMIT_FIELDS, "alert_webhook_url")
+        fields = ("brand", *LIMIT_FIELDS, "alert_webhook_url", "response_cache")
 
 
 @admin.register(BrandQuota)
@@ -214,17 +214,23 @@ class BrandQuotaAdmin(admin.ModelAdmin):
     search_fields = ("brand__slug", "brand__name")
     list_select_related = ("brand",)
     autocomplete_fields = ("brand",)
-    readonly_fields = ("updated_at",)
+    # The job webhook needs its secret, which only PATCH /ai/quotas/ takes (write-only):
+    # shown here, set there.
+    readonly_fields = ("job_webhook_url", "webhook_secret_set", "updated_at")
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         if obj is not None:
             return (*self.readonly_fields, "brand")
         return self.readonly_fields
 
+    @admin.display(description="webhook secret set", boolean=True)
+    def webhook_secret_set(self, quota: BrandQuota) -> bool:
+        return bool(quota.webhook_secret_encrypted)
+
     def save_model(
         self, request: HttpRequest, obj: BrandQuota, form: forms.ModelForm, change: bool
     ) -> None:
-        names = (*LIMIT_FIELDS, "alert_webhook_url")
+        names = (*LIMIT_FIELDS, "alert_webhook_url", "response_cache")
         overrides = {name: form.cleaned_data.get(name) for name in names}
         overrides["alert_webhook_url"] = overrides["alert_webhook_url"] or ""
         saved = brand_quota_update(brand=obj.brand, **overrides)

@@ -164,6 +164,29 @@ def test_brand_quota_is_editable_through_the_service(site, brand):
     assert (quota.o3_daily_budget, quota.rpm_limit, quota.monthly_token_quota) == (None, 60, None)
 
 
+def test_brand_quota_admin_shows_the_webhook_keeps_it_and_never_the_secret(site, brand):
+    from ai_providers.budgets import brand_quota_update
+
+    secret = "whsec-admin-SECRET-0123456789"
+    quota = brand_quota_update(
+        brand=brand, job_webhook_url="https://hooks.example/jobs", webhook_secret=secret
+    )
+    page = site.get(url(BrandQuota, "change", quota.pk), secure=True).content.decode()
+    assert "https://hooks.example/jobs" in page
+    assert secret not in page
+    assert quota.webhook_secret_encrypted not in page
+    response = site.post(
+        url(BrandQuota, "change", quota.pk),
+        {"rpm_limit": "60", "response_cache": "on"},
+        secure=True,
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    quota.refresh_from_db()
+    assert (quota.rpm_limit, quota.response_cache) == (60, True)
+    assert quota.job_webhook_url == "https://hooks.example/jobs"
+    assert quota.webhook_secret_encrypted
+
+
 @pytest.mark.parametrize("model", [BrandQuota, AIModel, ProviderCredential], ids=str)
 def test_editable_models_have_a_save_button(site, finished_job, model):
     page = site.get(url(model, "change", model.objects.first().pk), secure=True).content.decode()
