@@ -1,4 +1,4 @@
-"""Request-wide middleware: trace ids, and the JSON error guarantee for API paths."""
+"""Request-wide middleware: trace ids, and the JSON error guarantee (SPEC §3)."""
 
 from __future__ import annotations
 
@@ -27,6 +27,12 @@ def is_api_path(path: str) -> bool:
     return path.startswith(API_PREFIXES) or path in ("/ai", "/api")
 
 
+def answers_json_errors(path: str) -> bool:
+    """Every path but the Django admin's (an HTML site for people, with its own pages):
+    /ai/, /api/, /health, /metrics, and any unknown URL."""
+    return not (path == "/admin" or path.startswith("/admin/"))
+
+
 class TraceMiddleware:
     """Run each request under a trace id (the caller's W3C traceparent, or a new one)."""
 
@@ -48,12 +54,15 @@ class TraceMiddleware:
 
 
 class ApiErrorMiddleware:
-    """Guarantee SPEC §3 JSON for every error under /ai/ and /api/.
+    """Guarantee SPEC §3 JSON for every error, on every path but the admin's.
 
     DRF views already answer in that shape. This catches what happens around them:
     exceptions raised in views before DRF sees them, and Django's own HTML error pages
-    (resolver 404s, CSRF 403s, DisallowedHost 400s, DEBUG technical pages), which are
-    rewritten here so a client never receives HTML or a stack trace.
+    (resolver 404s, CSRF 403s, DisallowedHost 400s, DEBUG technical pages, which the
+    README's DEBUG=true setup shows for an unknown URL), which are rewritten here so a
+    client never receives HTML or a stack trace. It sits right inside TraceMiddleware, ahead
+    of the middleware that can refuse a request (SecurityMiddleware and CommonMiddleware
+    read the Host header): their error pages pass through it too.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -66,14 +75,14 @@ class ApiErrorMiddleware:
         response = self.get_response(request)
         if (
             response.status_code >= 400
-            and is_api_path(request.path)
+            and answers_json_errors(request.path)
             and not response.get("Content-Type", "").startswith("application/json")
         ):
             return self._json_error(response.status_code)
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not is_api_path(request.path):
+        if not answers_json_errors(request.path):
             return None
         logger.exception("request.unhandled_exception", exc_info=exception)
         return JsonResponse(internal_error_body(), status=500)

@@ -61,6 +61,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "megahub.middleware.TraceMiddleware",
+    # Outside every middleware that can refuse a request (it rewrites their HTML pages).
+    "megahub.middleware.ApiErrorMiddleware",
     "megahub.metrics.PrometheusMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -70,7 +72,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "megahub.middleware.ApiErrorMiddleware",
     "ai_core.middleware.BrandMiddleware",
 ]
 

@@ -48,6 +48,29 @@ def test_unknown_api_url_is_json_404_in_debug_too():
         assert_error(APIClient().get("/ai/nope/"), 404, "NOT_FOUND")
 
 
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("path", ["/nope", "/health/", "/metrics/", "/favicon.ico"])
+def test_any_unknown_url_is_json_404_not_an_html_page(path, debug):
+    """Outside /ai/ and /api/ too, and with DEBUG=true (the README's dev setup), where
+    Django's page listed every URL pattern."""
+    with override_settings(DEBUG=debug):
+        assert_error(APIClient().get(path), 404, "NOT_FOUND")
+
+
+@pytest.mark.parametrize("debug", [False, True])
+@pytest.mark.parametrize("path", ["/ai/me/", "/nope", "/health"])
+def test_a_host_the_service_does_not_serve_is_a_json_400(path, debug):
+    with override_settings(DEBUG=debug, ALLOWED_HOSTS=["testserver"]):
+        response = APIClient().get(path, HTTP_HOST="evil.example.com")
+    assert_error(response, 400, "VALIDATION_ERROR")
+
+
+def test_the_admin_keeps_its_own_pages():
+    response = APIClient().get("/admin/nope/")
+    assert response.status_code in (302, 404)
+    assert not response.get("Content-Type", "").startswith("application/json")
+
+
 def test_method_not_allowed_is_json_405(api_client):
     assert_error(APIClient().get("/api/auth/token/"), 405, "METHOD_NOT_ALLOWED")
     assert_error(api_client.delete("/ai/me/"), 405, "METHOD_NOT_ALLOWED")
