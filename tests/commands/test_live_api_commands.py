@@ -81,6 +81,17 @@ def test_every_endpoint_check_passes(live, brand, fake_openai):
     assert AIJob.objects.filter(brand=brand).count() == 3
 
 
+def test_the_checks_reach_the_provider_even_with_the_brands_cache_on(live, brand, fake_openai):
+    from ai_providers.budget_models import BrandQuota
+
+    BrandQuota.objects.create(brand=brand, response_cache=True)
+    _, login = live
+    output = run("test_ai_endpoints", *login)
+    assert set(verdicts(output).values()) == {"PASS"}, output
+    models = [r["json"]["model"] for r in fake_openai.requests() if r["json"]]
+    assert models.count("gpt-4o") == 2  # the async check was not answered from the cache
+
+
 def test_without_test_o3_the_o3_checks_are_not_run(live, fake_openai):
     url, login = live
 

@@ -78,6 +78,7 @@ class Command(BaseCommand):
             "model": model,
             "messages": [{"role": "user", "content": options["prompt"]}],
             "max_completion_tokens": options["max_completion_tokens"],
+            "cache": False,  # a load test of the provider path, whatever the brand's cache
         }
         self.stdout.write(
             f"Load test: {total} requests of {model} from {concurrent} threads "

@@ -190,7 +190,11 @@ class Command(BaseCommand):
 
 
 def _chat(client: ApiClient, **body: Any) -> ApiResponse:
-    return client.request("POST", "/ai/openai/chat/", body={"messages": PROMPT, **body})
+    # "cache": false: every check reaches the provider, even for a brand whose response
+    # cache is on (a cached answer has no attempts and would fail the job checks).
+    return client.request(
+        "POST", "/ai/openai/chat/", body={"messages": PROMPT, "cache": False, **body}
+    )
 
 
 def _poll_result(client: ApiClient, job_id: str) -> ApiResponse:
