@@ -110,7 +110,9 @@ class ChatApi(APIView):
         body = request.data
         if not isinstance(body, dict):
             raise ValidationFailed("The request body must be a JSON object.")
-        run_async = body.get("async", False)
+        run_async = body.get("async")
+        if run_async is None:  # absent, or null: not given
+            run_async = False
         if not isinstance(run_async, bool):
             raise ValidationFailed(field_errors={"async": ["Must be true or false."]})
         if body.get("stream") not in (None, False):

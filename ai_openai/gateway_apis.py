@@ -60,7 +60,7 @@ class ChatCompletionsApi(GatewayView):
             raise ValidationFailed("The request body must be a JSON object.")
         model = body.get("model") or settings.AI_DEFAULT_MODEL
         gateway_check_model(api_key=request.auth, model=model)
-        if "async" in body:
+        if body.get("async") is not None:
             # Not OpenAI's, and the gateway always answers at once: refused, not ignored.
             raise ValidationFailed(
                 field_errors={"async": ["Not supported by the gateway: use POST /ai/openai/chat/."]}

@@ -159,7 +159,7 @@ def chat_job_validate(*, brand: Brand, input: dict[str, Any], model: str) -> dic
     if not isinstance(input, dict):
         raise ValidationFailed(field_errors={"input": ["Must be a JSON object."]})
     body = chat_input_normalize(input=input, model=model)
-    if "cache" in body and not isinstance(body["cache"], bool):
+    if body.get("cache") is not None and not isinstance(body["cache"], bool):
         raise ValidationFailed(field_errors={"cache": ["Must be true or false."]})
     prepared = prepare_chat_request(body=body)
     chat_targets(brand=brand, prepared=prepared)

@@ -23,6 +23,7 @@ from .budgets import LIMIT_FIELDS, brand_quota_update
 from .crypto import credential_rotate_encryption
 from .errors import CredentialDecryptionError
 from .models import BrandQuota, BudgetCounter, BudgetReservation, Provider, ProviderCredential
+from .serializers import HTTP_URL
 from .services import (
     credential_create,
     credential_test_connection,
@@ -197,7 +198,7 @@ class ProviderCredentialAdmin(admin.ModelAdmin):
 
 
 class BrandQuotaForm(forms.ModelForm):
-    alert_webhook_url = forms.URLField(required=False, assume_scheme="https")
+    alert_webhook_url = forms.URLField(required=False, assume_scheme="https", validators=[HTTP_URL])
 
     class Meta:
         model = BrandQuota

@@ -43,6 +43,26 @@ DAILY_ALERT_METRICS = (BudgetMetric.O3_COST, BudgetMetric.COST, BudgetMetric.REA
 WEBHOOK_TIMEOUT_SECONDS = 5
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A webhook's redirect is not followed (it would turn the POST into a GET, and carry
+    the signature headers to another host): the attempt fails with the 3xx."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+# POSTs to a brand's webhook URLs (alerts and jobs): http(s) only, no redirects.
+webhook_opener = urllib.request.OpenerDirector()
+for _handler in (
+    urllib.request.HTTPHandler,
+    urllib.request.HTTPSHandler,
+    urllib.request.HTTPDefaultErrorHandler,
+    urllib.request.HTTPErrorProcessor,
+    _NoRedirect,
+):
+    webhook_opener.add_handler(_handler())
+
+
 def _amount(metric: str, value: Decimal) -> str:
     """For an alert's message: "$43.120000" for a budget, "43" for a count of jobs or
     tokens (never "5E+1")."""
@@ -212,7 +232,7 @@ def _post_webhook(quota: BrandQuota, alert: UsageAlert) -> str:
         request = urllib.request.Request(  # noqa: S310 - the brand admin's configured URL
             quota.alert_webhook_url, data=body, headers=headers, method="POST"
         )
-        with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_SECONDS):  # noqa: S310
+        with webhook_opener.open(request, timeout=WEBHOOK_TIMEOUT_SECONDS):
             return "sent"
     except Exception as exc:  # noqa: BLE001 - never fails the request
         logger.warning("alert.webhook.failed", extra={"error_class": type(exc).__name__})

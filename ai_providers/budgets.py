@@ -820,7 +820,9 @@ def brand_quota_update(*, brand: Brand, **overrides: Any) -> BrandQuota:
             },
         )
     quota.save()
-    logger.info("quota.updated", extra={"brand_id": brand.pk, "fields": sorted(overrides)})
+    # The secret's name when it changed, never its value.
+    changed = sorted([*overrides, *(["webhook_secret"] if secret is not None else [])])
+    logger.info("quota.updated", extra={"brand_id": brand.pk, "fields": changed})
     return quota
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.validators import URLValidator
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -149,6 +150,10 @@ class QuotaStatusQuerySerializer(serializers.Serializer):
     provider = serializers.ChoiceField(choices=Provider.Code.choices)
 
 
+# A webhook is POSTed: http or https (Django's URLValidator also lets ftp:// through).
+HTTP_URL = URLValidator(schemes=["http", "https"], message="Enter an http(s) URL.")
+
+
 class QuotaUpdateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     """PATCH /ai/quotas/: the brand's overrides; null = back to the setting's default."""
 
@@ -173,9 +178,11 @@ class QuotaUpdateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     tpm_limit = serializers.IntegerField(
         min_value=1, max_value=MAX_INT_LIMIT, allow_null=True, required=False
     )
-    alert_webhook_url = serializers.URLField(allow_blank=True, required=False)
+    alert_webhook_url = serializers.URLField(
+        allow_blank=True, required=False, validators=[HTTP_URL]
+    )
     # POSTed, signed, when a job ends (ai_providers.webhooks); "" turns it off.
-    job_webhook_url = serializers.URLField(allow_blank=True, required=False)
+    job_webhook_url = serializers.URLField(allow_blank=True, required=False, validators=[HTTP_URL])
     # The HMAC key of the webhooks' signature: write-only, never shown; "" clears it.
     webhook_secret = serializers.CharField(
         write_only=True,

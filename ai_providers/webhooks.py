@@ -45,6 +45,7 @@ from ai_core.serializers import JobSerializer
 from ai_core.signals import job_finished
 from megahub.tracing import current_trace_id, trace_context
 
+from .alerts import webhook_opener
 from .budgets import brand_quota_cached
 from .crypto import decrypt_webhook_secret, webhook_signature_headers
 
@@ -61,17 +62,6 @@ def webhook_settings(*, brand: Brand) -> dict[str, Any]:
         "job_webhook_url": quota.job_webhook_url if quota else "",
         "webhook_secret_set": bool(quota and quota.webhook_secret_encrypted),
     }
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is not followed (it would turn the POST into a GET, or carry the signed
-    body elsewhere): the attempt fails with the 3xx."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_opener = urllib.request.build_opener(_NoRedirect)
 
 
 @receiver(job_finished, dispatch_uid="ai_providers.webhooks.job_finished")
@@ -149,7 +139,7 @@ def job_webhook_attempt(job_id: int, event: str, delivery: str, attempt: int) ->
                 **webhook_signature_headers(secret, body),
             },
         )
-        with _opener.open(request, timeout=settings.AI_WEBHOOK_TIMEOUT):
+        with webhook_opener.open(request, timeout=settings.AI_WEBHOOK_TIMEOUT):
             pass  # raises on anything but 2xx (a redirect included)
     except Exception as exc:  # noqa: BLE001 - a receiver's failure is logged, then retried
         outcome = exc.code if isinstance(exc, urllib.error.HTTPError) else type(exc).__name__

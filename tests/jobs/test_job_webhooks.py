@@ -29,6 +29,7 @@ class Receiver:
     def __init__(self, statuses: list[int] | None = None) -> None:
         self.statuses = list(statuses or [])
         self.received: list[dict] = []
+        self.location = ""  # a Location header to answer with (a redirect)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -37,6 +38,14 @@ class Receiver:
                 receiver.received.append({"headers": dict(self.headers), "body": body})
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
+                if receiver.location:
+                    self.send_header("Location", receiver.location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_GET(self) -> None:  # noqa: N802 - a followed redirect would come as a GET
+                receiver.received.append({"headers": dict(self.headers), "body": b""})
+                self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -231,3 +240,55 @@ def test_alert_webhooks_are_signed_with_the_same_secret(api_client, brand, recei
     assert verify(received)
     assert header(received, "x-megahub-event") == "alert.raised"
     assert json.loads(received["body"])["threshold"] == 80
+
+
+def test_webhook_urls_are_http_and_a_redirect_is_not_followed(api_client, brand, caplog):
+    from decimal import Decimal
+
+    from ai_providers.alerts import alert_notify
+    from ai_usage.services.alerts import usage_alert_raise
+
+    for field in ("job_webhook_url", "alert_webhook_url"):
+        refused = api_client.patch(
+            "/ai/quotas/",
+            {field: "ftp://127.0.0.1/hook", "webhook_secret": SECRET},
+            format="json",
+        )
+        assert refused.status_code == 400, field
+        assert list(refused.json()["field_errors"]) == [field]
+    landed = Receiver()
+    redirecting = Receiver(statuses=[302])
+    try:
+        redirecting.location = landed.url
+        response = api_client.patch(
+            "/ai/quotas/",
+            {"alert_webhook_url": redirecting.url, "webhook_secret": SECRET},
+            format="json",
+        )
+        assert response.status_code == 200, response.content
+        alert = usage_alert_raise(
+            brand=brand,
+            kind="daily_budget",
+            threshold=80,
+            period="2026-11-24",
+            value=Decimal("8"),
+            limit=Decimal("10"),
+            message="Daily budget reached 80%.",
+        )
+        assert alert_notify(alert.pk)["webhook"] == "failed"
+        assert len(redirecting.received) == 1
+        assert landed.received == []  # the signed POST was not carried elsewhere
+    finally:
+        landed.close()
+        redirecting.close()
+    with caplog.at_level("INFO", logger="megahub.budgets"):
+        api_client.patch("/ai/quotas/", {"webhook_secret": SECRET + "x"}, format="json")
+    updated = [r for r in caplog.records if r.getMessage() == "quota.updated"]
+    assert updated[-1].fields == ["webhook_secret"]
+    assert SECRET not in caplog.text
+
+
+def test_null_cache_and_async_are_not_given(api_client, chat_ready):
+    body = {**CHAT, "cache": None, "async": None}
+    response = api_client.post("/ai/openai/chat/", body, format="json")
+    assert response.status_code == 200, response.content
