@@ -75,7 +75,6 @@ def ensure_env_file() -> dict[str, str]:
         "SECRET_KEY": secrets.token_urlsafe(50),
         "JWT_SIGNING_KEY": secrets.token_urlsafe(50),
         "AI_ENCRYPTION_KEY": _fernet_key(),
-        "FAKE_OPENAI_URL": f"http://127.0.0.1:{FAKE_PORT}/v1",
         "DEMO_PASSWORD": secrets.token_urlsafe(12),
     }
     missing = {k: v for k, v in defaults.items() if k not in values}
@@ -86,6 +85,9 @@ def ensure_env_file() -> dict[str, str]:
             for key, value in missing.items():
                 fh.write(f"{key}={value}\n")
         values.update(missing)
+    # Where this run starts the fake server (FAKE_OPENAI_PORT), not where an earlier run
+    # did: a .env written before may still name another port.
+    values["FAKE_OPENAI_URL"] = f"http://127.0.0.1:{FAKE_PORT}/v1"
     return values
 
 

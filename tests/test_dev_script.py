@@ -24,3 +24,19 @@ def test_a_generated_password_starting_with_a_dash_sets_up_the_demo_user():
     password = "-BlAq10fw3bBAm-W"
     call_command("setup_demo", load_dev().password_arg(password), stdout=io.StringIO())
     assert authenticate(username="demo", password=password) is not None
+
+
+@pytest.mark.django_db
+def test_the_demo_credential_follows_the_fake_servers_port(monkeypatch, tmp_path):
+    from ai_providers.models import ProviderCredential
+
+    dev = load_dev()
+    monkeypatch.setattr(dev, "ENV_FILE", tmp_path / ".env")
+    (tmp_path / ".env").write_text("FAKE_OPENAI_URL=http://127.0.0.1:8787/v1\n")
+    monkeypatch.setattr(dev, "FAKE_PORT", 8799)
+    assert dev.ensure_env_file()["FAKE_OPENAI_URL"] == "http://127.0.0.1:8799/v1"
+    for url in ("http://127.0.0.1:8787/v1", "http://127.0.0.1:8799/v1"):
+        call_command(
+            "setup_demo", "--password=x-pass-123", f"--fake-url={url}", stdout=io.StringIO()
+        )
+        assert ProviderCredential.objects.get(name="fake-openai").api_base == url

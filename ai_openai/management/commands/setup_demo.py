@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from ai_core.services import brand_setup_with_user
 from ai_openai.setup import ai_infrastructure_setup
 from ai_providers.models import BrandQuota, ProviderCredential
-from ai_providers.services import credential_create
+from ai_providers.services import credential_create, credential_update
 
 
 class Command(BaseCommand):
@@ -31,10 +31,13 @@ class Command(BaseCommand):
             password=options["password"],
             role="admin",
         )
-        exists = ProviderCredential.objects.filter(
+        existing = ProviderCredential.objects.filter(
             brand=result.brand, provider__code="openai", name="fake-openai"
-        ).exists()
-        if not exists:
+        ).first()
+        if existing is not None and existing.api_base != options["fake_url"]:
+            # The fake server moved (another FAKE_OPENAI_PORT): the demo follows it.
+            credential_update(credential=existing, api_base=options["fake_url"])
+        if existing is None:
             credential_create(
                 brand=result.brand,
                 provider_code="openai",
