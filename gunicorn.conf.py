@@ -35,6 +35,10 @@ workers = _int(
 threads = _int("GUNICORN_THREADS", 128)
 timeout = _int("GUNICORN_TIMEOUT", 120)
 keepalive = 5
+# gunicorn's control socket (for ``gunicornc``) has one default path per user: several
+# servers on a machine (tests, benchmarks, a second checkout) would take over each other's.
+# Unused here, so off.
+control_socket_disable = True
 accesslog = None
 errorlog = "-"
 # gunicorn's own lines (start, worker boot and exit) as JSON too, like the service's logs.
