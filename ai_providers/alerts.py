@@ -25,6 +25,7 @@ from django.db import transaction
 from ai_core.models import Brand
 from ai_usage.models import UsageAlert
 from ai_usage.services.alerts import usage_alert_raise
+from megahub.tracing import current_trace_id, trace_context
 
 from .budget_models import BrandQuota, BudgetCounter, BudgetMetric
 from .crypto import decrypt_webhook_secret, webhook_signature_headers
@@ -172,8 +173,14 @@ def budget_refusal_alert(
 
 
 def alert_notify_async(alert_id: int) -> None:
-    thread = threading.Thread(target=alert_notify, args=(alert_id,), daemon=True)
-    thread.start()
+    """Notify on a background thread, in the trace of the request that raised the alert."""
+    trace_id = current_trace_id()
+
+    def notify() -> None:
+        with trace_context(trace_id):
+            alert_notify(alert_id)
+
+    threading.Thread(target=notify, daemon=True).start()
 
 
 def alert_notify(alert_id: int) -> dict[str, Any]:

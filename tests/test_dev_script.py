@@ -40,3 +40,16 @@ def test_the_demo_credential_follows_the_fake_servers_port(monkeypatch, tmp_path
             "setup_demo", "--password=x-pass-123", f"--fake-url={url}", stdout=io.StringIO()
         )
         assert ProviderCredential.objects.get(name="fake-openai").api_base == url
+
+
+@pytest.mark.django_db
+def test_a_second_demo_setup_keeps_what_an_admin_changed():
+    from ai_core.models import Brand
+    from ai_providers.budget_models import BrandQuota
+
+    call_command("setup_demo", "--password=x-pass-123", stdout=io.StringIO())
+    BrandQuota.objects.filter(brand=Brand.objects.get(slug="demo")).update(
+        monthly_token_quota=5000
+    )
+    call_command("setup_demo", "--password=x-pass-123", stdout=io.StringIO())
+    assert BrandQuota.objects.get(brand__slug="demo").monthly_token_quota == 5000

@@ -292,3 +292,42 @@ def test_null_cache_and_async_are_not_given(api_client, chat_ready):
     body = {**CHAT, "cache": None, "async": None}
     response = api_client.post("/ai/openai/chat/", body, format="json")
     assert response.status_code == 200, response.content
+
+
+def test_an_alert_is_notified_in_the_trace_of_the_request_that_raised_it(
+    api_client, brand, receiver
+):
+    import logging
+    from decimal import Decimal
+
+    from ai_providers.alerts import alert_notify_async
+    from ai_usage.services.alerts import usage_alert_raise
+    from megahub.tracing import current_trace_id, trace_context
+
+    receiver.statuses = [500]
+    api_client.patch("/ai/quotas/", {"alert_webhook_url": receiver.url}, format="json")
+    alert = usage_alert_raise(
+        brand=brand,
+        kind="daily_budget",
+        threshold=80,
+        period="2026-11-24",
+        value=Decimal("8"),
+        limit=Decimal("10"),
+        message="Daily budget reached 80%.",
+    )
+    seen = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage() == "alert.webhook.failed":
+                seen.append(current_trace_id())
+
+    handler = Catch()
+    logging.getLogger("megahub.alerts").addHandler(handler)
+    try:
+        with trace_context("0af7651916cd43dd8448eb211c80319c"):
+            alert_notify_async(alert.pk)
+        assert wait_until(lambda: seen, timeout=10)
+    finally:
+        logging.getLogger("megahub.alerts").removeHandler(handler)
+    assert seen == ["0af7651916cd43dd8448eb211c80319c"]

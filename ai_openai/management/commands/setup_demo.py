@@ -47,7 +47,8 @@ class Command(BaseCommand):
             )
         # The demo talks to the fake server: generous token quotas so requests without
         # max_completion_tokens (which reserve the model's whole max output) are accepted.
-        BrandQuota.objects.update_or_create(
+        # Set once: a later run keeps what an admin changed since.
+        BrandQuota.objects.get_or_create(
             brand=result.brand,
             defaults={"monthly_token_quota": 100_000_000, "o3_monthly_token_quota": 20_000_000},
         )
