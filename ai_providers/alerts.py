@@ -42,6 +42,8 @@ KIND_BY_METRIC = {
 }
 DAILY_ALERT_METRICS = (BudgetMetric.O3_COST, BudgetMetric.COST, BudgetMetric.REASONING_JOBS)
 WEBHOOK_TIMEOUT_SECONDS = 5
+# The name of the background threads that notify (alerts, job webhooks).
+NOTIFY_THREAD_PREFIX = "megahub-notify-"
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -180,7 +182,7 @@ def alert_notify_async(alert_id: int) -> None:
         with trace_context(trace_id):
             alert_notify(alert_id)
 
-    threading.Thread(target=notify, daemon=True).start()
+    threading.Thread(target=notify, name=f"{NOTIFY_THREAD_PREFIX}alert", daemon=True).start()
 
 
 def alert_notify(alert_id: int) -> dict[str, Any]:

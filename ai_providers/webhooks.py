@@ -45,7 +45,7 @@ from ai_core.serializers import JobSerializer
 from ai_core.signals import job_finished
 from megahub.tracing import current_trace_id, trace_context
 
-from .alerts import webhook_opener
+from .alerts import NOTIFY_THREAD_PREFIX, webhook_opener
 from .budgets import brand_quota_cached
 from .crypto import decrypt_webhook_secret, webhook_signature_headers
 
@@ -90,7 +90,10 @@ def _dispatch(job_id: int, event: str, delivery: str, trace_id: str | None) -> N
                 extra={"job_pk": job_id, "error_class": type(exc).__name__},
             )
     threading.Thread(
-        target=_deliver_with_retries, args=(job_id, event, delivery, trace_id), daemon=True
+        target=_deliver_with_retries,
+        args=(job_id, event, delivery, trace_id),
+        name=f"{NOTIFY_THREAD_PREFIX}webhook",
+        daemon=True,
     ).start()
 
 

@@ -107,6 +107,21 @@ def _fresh_client_cache():
     circuit_reset()
 
 
+@pytest.fixture(autouse=True)
+def _notifications_finished():
+    """Alerts and job webhooks are sent from background threads that read the database:
+    a test ends once they have, so none still reads while the database is flushed for the
+    next test (on SQLite's shared in-memory database that fails the flush)."""
+    import threading
+
+    from ai_providers.alerts import NOTIFY_THREAD_PREFIX
+
+    yield
+    for thread in threading.enumerate():
+        if thread.name.startswith(NOTIFY_THREAD_PREFIX):
+            thread.join(timeout=15)
+
+
 @pytest.fixture
 def providers(db) -> None:
     providers_seed()
