@@ -886,8 +886,7 @@ def _finish_failed(
         )
         if failed is None:
             _count_attempts(job, attempts)
-            if AIJob.objects.filter(pk=job.pk, status=JobStatus.CANCELLED).exists():
-                _release(job)  # cancelled while its call ran, and the call failed
+            _release_if_cancelled(job)  # cancelled while its call ran, and the call failed
             return None
         _release(job)
     _apply(job, failed)
@@ -930,11 +929,19 @@ def _requeue(
             **_attempts_field(job, attempts),
         )
         if requeued is None:
+            _release_if_cancelled(job)  # cancelled while its call ran, and it was refused
             return None
         job_dispatch_on_commit(job, countdown=delay)
     _apply(job, requeued)
     logger.info("job.requeued", extra={"job_id": job.public_id, "delay_s": delay})
     return job
+
+
+def _release_if_cancelled(job: AIJob) -> None:
+    """A run that ends without an answer, on a job cancelled meanwhile: give back the
+    reservation the cancellation kept for it (a job another run took over keeps its own)."""
+    if AIJob.objects.filter(pk=job.pk, status=JobStatus.CANCELLED).exists():
+        _release(job)
 
 
 def _release(job: AIJob) -> None:

@@ -304,3 +304,32 @@ def test_many_small_settlements_stay_exact_to_the_micro_dollar(
         assert row.reserved == 0
         assert row.spent == sum(costs)
     assert AIJob.objects.filter(status="completed").count() == 40
+
+
+@pytest.mark.parametrize("ending", ["requeued", "failed"])
+def test_a_run_ending_without_an_answer_after_its_cancellation_releases(
+    api_client, chat_ready, brand, ending
+):
+    """The cancellation of a running job keeps its reservation for the call under way; a
+    run that then ends without an answer (re-queued on a 429, or failed) gives it back."""
+    from ai_core.services import jobs
+
+    owner = jobs.job_owner()
+    job = jobs.ai_job_create(
+        brand=brand,
+        user=None,
+        job_type="chat_completion",
+        input=BODY,
+        model="",
+        dispatch=False,
+        run_owner=owner,
+    )
+    assert api_client.post(f"/ai/jobs/{job.public_id}/cancel/").status_code == 200
+    assert BudgetReservation.objects.get(job=job).status == "reserved"
+    if ending == "requeued":
+        assert jobs._requeue(job, owner, 0.01, 1, 0) is None
+    else:
+        assert jobs.ai_job_fail(job=job, owner=owner, error={"error_code": "X"}, attempts=1) is None
+    assert BudgetReservation.objects.get(job=job).status == "released"
+    o3 = counter(brand, "o3_cost")
+    assert (o3.reserved, o3.spent) == (0, 0)
