@@ -89,6 +89,23 @@ def verify(received: dict, secret: str = SECRET) -> bool:
     return hmac.compare_digest(header(received, "x-megahub-signature"), expected)
 
 
+def an_alert(brand):
+    """A daily-budget alert at 80%, as a settlement raises it."""
+    from decimal import Decimal
+
+    from ai_usage.services.alerts import usage_alert_raise
+
+    return usage_alert_raise(
+        brand=brand,
+        kind="daily_budget",
+        threshold=80,
+        period="2026-11-24",
+        value=Decimal("8"),
+        limit=Decimal("10"),
+        message="Daily budget reached 80%.",
+    )
+
+
 def test_the_webhook_is_set_by_an_admin_with_a_write_only_secret(
     api_client, member_client, brand, receiver
 ):
@@ -215,10 +232,8 @@ def test_the_worker_delivers_the_webhook_of_the_jobs_it_runs(
 
 
 def test_alert_webhooks_are_signed_with_the_same_secret(api_client, brand, receiver):
-    from decimal import Decimal
 
     from ai_providers.alerts import alert_notify
-    from ai_usage.services.alerts import usage_alert_raise
 
     response = api_client.patch(
         "/ai/quotas/",
@@ -226,15 +241,7 @@ def test_alert_webhooks_are_signed_with_the_same_secret(api_client, brand, recei
         format="json",
     )
     assert response.status_code == 200, response.content
-    alert = usage_alert_raise(
-        brand=brand,
-        kind="daily_budget",
-        threshold=80,
-        period="2026-11-24",
-        value=Decimal("8"),
-        limit=Decimal("10"),
-        message="Daily budget reached 80%.",
-    )
+    alert = an_alert(brand)
     assert alert_notify(alert.pk)["webhook"] == "sent"
     (received,) = receiver.received
     assert verify(received)
@@ -243,10 +250,8 @@ def test_alert_webhooks_are_signed_with_the_same_secret(api_client, brand, recei
 
 
 def test_webhook_urls_are_http_and_a_redirect_is_not_followed(api_client, brand, caplog):
-    from decimal import Decimal
 
     from ai_providers.alerts import alert_notify
-    from ai_usage.services.alerts import usage_alert_raise
 
     for field in ("job_webhook_url", "alert_webhook_url"):
         refused = api_client.patch(
@@ -266,15 +271,7 @@ def test_webhook_urls_are_http_and_a_redirect_is_not_followed(api_client, brand,
             format="json",
         )
         assert response.status_code == 200, response.content
-        alert = usage_alert_raise(
-            brand=brand,
-            kind="daily_budget",
-            threshold=80,
-            period="2026-11-24",
-            value=Decimal("8"),
-            limit=Decimal("10"),
-            message="Daily budget reached 80%.",
-        )
+        alert = an_alert(brand)
         assert alert_notify(alert.pk)["webhook"] == "failed"
         assert len(redirecting.received) == 1
         assert landed.received == []  # the signed POST was not carried elsewhere
@@ -298,23 +295,13 @@ def test_an_alert_is_notified_in_the_trace_of_the_request_that_raised_it(
     api_client, brand, receiver
 ):
     import logging
-    from decimal import Decimal
 
     from ai_providers.alerts import alert_notify_async
-    from ai_usage.services.alerts import usage_alert_raise
     from megahub.tracing import current_trace_id, trace_context
 
     receiver.statuses = [500]
     api_client.patch("/ai/quotas/", {"alert_webhook_url": receiver.url}, format="json")
-    alert = usage_alert_raise(
-        brand=brand,
-        kind="daily_budget",
-        threshold=80,
-        period="2026-11-24",
-        value=Decimal("8"),
-        limit=Decimal("10"),
-        message="Daily budget reached 80%.",
-    )
+    alert = an_alert(brand)
     seen = []
 
     class Catch(logging.Handler):
