@@ -30,11 +30,19 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Field, Model
 from django.db.models.fields import AutoFieldMixin
 
 _local = threading.local()
+
+
+def _db() -> Any:
+    """This thread's connection itself. ``django.db.connection`` is a proxy that looks the
+    connection up again on every attribute read (a thread-local lookup through asgiref):
+    each field's ``get_db_prep_save`` reads ``connection.ops`` once or twice, a few dozen
+    reads per request."""
+    return connections[DEFAULT_DB_ALIAS]
 
 
 @contextmanager
@@ -42,6 +50,7 @@ def pipelined() -> Iterator[None]:
     """The block's statements in pipeline mode on PostgreSQL (see the module docstring);
     elsewhere, or nested in another such block, as they are. The rows ``insert_rows``
     wrote get their primary keys at the end of the outermost block, if it succeeds."""
+    connection = _db()
     if connection.vendor != "postgresql" or getattr(_local, "pending", None) is not None:
         yield
         return
@@ -64,6 +73,7 @@ def pipelined() -> Iterator[None]:
 def results() -> None:
     """Inside ``pipelined()``: wait for the results of the statements sent so far (before
     reading a row count). Elsewhere: nothing to do."""
+    connection = _db()
     pipeline = getattr(_local, "pipeline", None)
     if pipeline is not None:
         with connection.wrap_database_errors:
@@ -85,6 +95,7 @@ def _insert_sql(model: type[Model], vendor: str, rows: int, returning: bool) -> 
     own ``bulk_create`` does): one statement text and one parameter per column whatever
     the number of rows, so psycopg parses it once and PostgreSQL plans it once (a
     ``VALUES`` list of over 50 parameters is parsed again on every execution)."""
+    connection = _db()
     quote = connection.ops.quote_name
     fields = _insert_fields(model)
     sql = (
@@ -106,6 +117,7 @@ def _insert_sql(model: type[Model], vendor: str, rows: int, returning: bool) -> 
 def _unnest(model: type[Model], vendor: str) -> bool:
     """Whether several rows of ``model`` go in as arrays (the conditions of Django's
     ``InsertUnnest``: PostgreSQL, and only built-in column types without placeholders)."""
+    connection = _db()
     return vendor == "postgresql" and not any(
         hasattr(field, "get_placeholder")
         or (field.target_field if field.is_relation else field).get_internal_type()
@@ -117,6 +129,7 @@ def _unnest(model: type[Model], vendor: str) -> bool:
 def insert_rows(objs: Sequence[Model]) -> None:
     """INSERT ``objs`` (new instances of one model, primary key unset) in one statement,
     and set their primary keys, as ``bulk_create`` does."""
+    connection = _db()
     if not objs:
         return
     model = type(objs[0])
@@ -154,6 +167,7 @@ def insert_rows(objs: Sequence[Model]) -> None:
 
 
 def _set_ids(objs: Sequence[Model], ids: list[Any]) -> None:
+    connection = _db()
     for obj, pk in zip(objs, ids, strict=True):
         obj.pk = pk
         obj._state.adding = False
@@ -164,6 +178,7 @@ def _set_ids(objs: Sequence[Model], ids: list[Any]) -> None:
 def _update_sql(
     model: type[Model], vendor: str, columns: tuple[str, ...], where: tuple[str, ...]
 ) -> str:
+    connection = _db()
     quote = connection.ops.quote_name
     return (
         f"UPDATE {quote(model._meta.db_table)} SET "  # noqa: S608 - identifiers only
@@ -176,6 +191,7 @@ def _update_sql(
 def update_row(model: type[Model], values: dict[str, Any], **where: Any) -> int:
     """``model.objects.filter(**where).update(**values)`` for plain field names and
     equality filters only (no expressions); returns the number of rows updated."""
+    connection = _db()
     meta = model._meta
     set_fields = [meta.get_field(name) for name in values]
     where_fields = [meta.get_field(name) for name in where]
@@ -202,6 +218,7 @@ def update_row(model: type[Model], values: dict[str, Any], **where: Any) -> int:
 def _update_many_sql(
     model: type[Model], vendor: str, columns: tuple[str, ...], where: tuple[str, ...]
 ) -> str:
+    connection = _db()
     meta = model._meta
     quote = connection.ops.quote_name
     table = quote(meta.db_table)
@@ -227,6 +244,7 @@ def update_rows(model: type[Model], rows: list[tuple[dict[str, Any], dict[str, A
     primary key. On PostgreSQL one statement per set of field names
     (``UPDATE … FROM UNNEST(…)``), else one per row. Returns the primary keys of the rows
     updated."""
+    connection = _db()
     pk_name = model._meta.pk.name
     if len(rows) < 2 or not _unnest(model, connection.vendor):
         return {where[pk_name] for values, where in rows if update_row(model, values, **where)}

@@ -58,7 +58,7 @@ class RefCache:
         self, key: Hashable, load: Callable[[], T], *, keep: Callable[[T], bool] | None = None
     ) -> T:
         """The cached value of ``key``, else ``load()`` (kept unless ``keep`` says no)."""
-        ttl = float(getattr(settings, "AI_REFERENCE_CACHE_SECONDS", 5.0))
+        ttl = _ttl()
         if ttl > 0:
             _stamp_check()
         now = time.monotonic()
@@ -91,9 +91,28 @@ def clear_on_change(*senders: type) -> None:
         post_delete.connect(_on_change, sender=sender, dispatch_uid=f"refcache:del:{sender}")
 
 
+# The settings read on every cache read, kept until a setting changes (``settings`` is a
+# lazy object: each read of it costs more than the dictionary lookup it serves).
+_settings_seen: dict[str, Any] = {}
+
+
+def _ttl() -> float:
+    ttl = _settings_seen.get("ttl")
+    if ttl is None:
+        ttl = _settings_seen["ttl"] = float(getattr(settings, "AI_REFERENCE_CACHE_SECONDS", 5.0))
+    return ttl
+
+
 def stamp_path() -> str:
     """The stamp file shared by the processes of one database ("" = none: the setting is
     "off")."""
+    path = _settings_seen.get("stamp")
+    if path is None:
+        path = _settings_seen["stamp"] = _stamp_path()
+    return path
+
+
+def _stamp_path() -> str:
     configured = getattr(settings, "AI_REFERENCE_CACHE_STAMP", None)
     if configured:
         return "" if str(configured).lower() == "off" else str(configured)
@@ -151,7 +170,8 @@ def _on_change(**kwargs: Any) -> None:
 
 
 def _on_setting_changed(*, setting: str, **kwargs: object) -> None:
-    if setting.startswith("AI_"):
+    if setting.startswith("AI_") or setting == "DATABASES":
+        _settings_seen.clear()
         refcache_clear()
 
 
