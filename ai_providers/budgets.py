@@ -37,7 +37,7 @@ from django.utils import timezone
 from ai_core.handlers import BatchRefused
 from ai_core.models import AIJob, Brand
 from megahub.errors import ApplicationError, ValidationFailed
-from megahub.fastsql import results
+from megahub.fastsql import pipelined, results
 from megahub.metrics import record_budget_rejection
 from megahub.refcache import RefCache
 
@@ -304,32 +304,48 @@ def budget_reserve_many(claims: list[BudgetClaim], *, now: datetime | None = Non
     if ensured:
         _counters_ensure_all(deltas)
     # The jobs' own rows first; the brands' counters (every request updates them, and
-    # holds their locks until commit) last. A refusal rolls the whole transaction back.
-    _rowcount(
-        f"INSERT INTO {_table(BudgetReservation)} "  # noqa: S608 - identifiers only
-        "(job_id, brand_id, amounts, status, created_at) VALUES "
-        + ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows)),
-        [value for row in rows for value in row],
-    )
+    # holds their locks until commit) last, in lock order. All are sent together (one
+    # round trip in pipeline mode) and their row counts read once all have run. A refusal
+    # rolls the whole transaction back.
     order = _lock_order()
-    applied: dict[tuple[int, str, str], int] = {}  # units this transaction reserved so far
-    for key in sorted(deltas, key=lambda k: _lock_key(order, k)):
-        amount, limit, item, claim = deltas[key]
-        params = [amount, limit, key[0], key[1], key[2], limit, amount]
-        updated = _rowcount(_reserve_sql(), params)
-        if not updated and not ensured:
-            # This process believed the counters existed: make sure before refusing.
+    keys = sorted(deltas, key=lambda k: _lock_key(order, k))
+    statements = [
+        (
+            f"INSERT INTO {_table(BudgetReservation)} "  # noqa: S608 - identifiers only
+            "(job_id, brand_id, amounts, status, created_at) VALUES "
+            + ", ".join(["(%s, %s, %s, %s, %s)"] * len(rows)),
+            [value for row in rows for value in row],
+        ),
+        *((_reserve_sql(), _reserve_params(key, deltas[key])) for key in keys),
+    ]
+    counts = _rowcounts_all(statements)[1:]
+    if not all(counts) and not ensured:
+        # This process believed the counters existed. Any that did not are made now and
+        # reserved on: rows just made, whose locks no other transaction holds. A counter
+        # that exists and was not updated does not fit; nothing more is written or waited
+        # for then (this transaction holds the counters after it, and waiting while holding
+        # them could deadlock with a transaction waiting for them).
+        unmoved = [key for key, count in zip(keys, counts, strict=True) if not count]
+        missing = _missing_counters(unmoved)
+        if missing:
             _known_counters.clear()
-            _counters_ensure_all(deltas)
-            ensured = True
-            updated = _rowcount(_reserve_sql(), params)
-        if not updated:
+            _counters_ensure_all({key: deltas[key] for key in missing})
+            counts = [
+                _rowcount(_reserve_sql(), _reserve_params(key, deltas[key]))
+                if key in missing
+                else count
+                for key, count in zip(keys, counts, strict=True)
+            ]
+    # Units this transaction reserved (a refusal's alternatives leave them out).
+    applied = {key: deltas[key][0] for key, count in zip(keys, counts, strict=True) if count}
+    for key, count in zip(keys, counts, strict=True):
+        if not count:
+            _, _, item, claim = deltas[key]
             if len(claims) > 1:
                 raise BatchRefused()
             raise _refusal(
                 claim.brand, claim.request, item, limits[key[0]], now, claim.alternatives, applied
             )
-        applied[key] = amount
     _known_counters.update(deltas)
     for claim in claims:
         logger.info(
@@ -518,11 +534,44 @@ def _reserve_sql() -> str:
     )
 
 
+def _reserve_params(key: tuple[int, str, str], delta: list[Any]) -> list[Any]:
+    amount, limit = delta[0], delta[1]
+    return [amount, limit, key[0], key[1], key[2], limit, amount]
+
+
 def _rowcount(sql: str, params: list[Any]) -> int:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         results()  # in pipeline mode, the row count comes with the results
         return cursor.rowcount
+
+
+def _rowcounts_all(statements: list[tuple[str, list[Any]]]) -> list[int]:
+    """``_rowcount`` for several statements, run in order but all sent before any result
+    is read: on PostgreSQL in pipeline mode, one round trip for all of them."""
+    cursors = []
+    try:
+        with pipelined():
+            for sql, params in statements:
+                cursors.append(cursor := connection.cursor())
+                cursor.execute(sql, params)
+        results()  # nested in a caller's pipeline: wait for its results too
+        return [cursor.rowcount for cursor in cursors]
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+def _missing_counters(keys: list[tuple[int, str, str]]) -> set[tuple[int, str, str]]:
+    """Those of ``keys`` (brand id, metric, period) that have no counter row."""
+    missing = set(keys)
+    for key in keys:
+        brand_id, metric, period = key
+        if BudgetCounter.objects.filter(
+            brand_id=brand_id, metric=metric, period=date.fromisoformat(period)
+        ).exists():
+            missing.discard(key)
+    return missing
 
 
 def _returning(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
