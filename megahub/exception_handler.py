@@ -12,7 +12,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import (
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
 from django.db import DatabaseError, DataError, IntegrityError, connection
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
@@ -180,6 +185,25 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
                 ErrorCode.REQUEST_TOO_LARGE,
             ),
             status=413,
+        )
+    if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+        what, limit = (
+            ("parameters or fields", settings.DATA_UPLOAD_MAX_NUMBER_FIELDS)
+            if isinstance(exc, TooManyFieldsSent)
+            else ("files", settings.DATA_UPLOAD_MAX_NUMBER_FILES)
+        )
+        return Response(
+            error_body(
+                f"The request has more than the {limit} {what} accepted.",
+                ErrorCode.VALIDATION_ERROR,
+            ),
+            status=400,
+        )
+    if isinstance(exc, SuspiciousOperation):
+        # Django's word for a malformed request (it answers them 400 itself).
+        logger.warning("request.suspicious", extra={"error_class": type(exc).__name__})
+        return Response(
+            error_body("The request is malformed.", ErrorCode.VALIDATION_ERROR), status=400
         )
     if isinstance(exc, DataError):
         # A value the database cannot store or compare (out of its range, say): the

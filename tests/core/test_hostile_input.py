@@ -86,6 +86,24 @@ def test_a_body_over_the_limit_is_413(api_client, path, settings):
     assert AIJob.objects.count() == 0
 
 
+@pytest.mark.parametrize("path", ["/ai/jobs/", "/ai/usage/", "/ai/v1/models", "/api/schema/"])
+def test_more_query_parameters_than_accepted_is_a_400(api_client, path, settings):
+    query = "&".join(["a"] * (settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+    client = api_client if path.startswith("/ai/") and "/v1/" not in path else APIClient()
+    body = assert_error(client.get(f"{path}?{query}"), 400, "VALIDATION_ERROR")
+    assert str(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS) in body["detail"]
+
+
+@pytest.mark.parametrize("path", ["/ai/jobs/", "/api/auth/token/"])
+def test_more_form_fields_than_accepted_is_a_400_that_writes_nothing(api_client, path, settings):
+    fields = "&".join(f"f{i}=1" for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FIELDS + 1))
+    response = api_client.generic(
+        "POST", path, fields.encode(), content_type="application/x-www-form-urlencoded"
+    )
+    assert_error(response, 400, "VALIDATION_ERROR")
+    assert AIJob.objects.count() == 0
+
+
 def test_a_body_of_a_few_mib_is_accepted(api_client, chat_ready):
     """Larger than Django's default limit (2.5 MiB): a long prompt is a normal request."""
     raw = json.dumps({**JOB, "input": {"prompt": "x", "pad": "a" * (4 * 1024 * 1024)}})
