@@ -622,20 +622,14 @@ def chat_submit(
 
     Validation errors are raised before anything is written.
     """
-    job_type = body.get("job_type") or "chat_completion"
-    priority = body.get("priority") or "normal"
-    metadata = body.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        raise ValidationFailed(field_errors={"metadata": ["Must be a JSON object."]})
     owner = job_owner() if run_now else None
     job = ai_job_create(
         brand=brand,
         user=user,
-        job_type=job_type,
-        priority=priority,
+        **_job_fields(body),
         input=body,
         model=body.get("model") or "",
-        metadata=_job_metadata(metadata, api_key_id),
+        metadata=_job_metadata(_client_metadata(body), api_key_id),
         dispatch=not run_now,
         run_owner=owner,
     )
@@ -647,6 +641,25 @@ def chat_submit(
         else:
             job = ended
     return job
+
+
+def _job_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """The job's type and priority as a chat body names them: absent or null is the
+    default; anything else is validated as ``POST /ai/jobs/`` validates it (an empty or
+    false value is not taken for the default)."""
+    fields = {"job_type": "chat_completion", "priority": "normal"}
+    for name in fields:
+        value = body.get(name)
+        if value is not None:
+            fields[name] = value
+    return fields
+
+
+def _client_metadata(body: dict[str, Any]) -> dict[str, Any] | None:
+    metadata = body.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ValidationFailed(field_errors={"metadata": ["Must be a JSON object."]})
+    return metadata
 
 
 def _job_metadata(client: dict[str, Any] | None, api_key_id: int | None) -> dict[str, Any]:
@@ -668,10 +681,10 @@ def chat_stream_open(
     job = ai_job_create(
         brand=brand,
         user=None,
-        job_type="chat_completion",
+        **_job_fields(body),
         input=body,
         model=body.get("model") or "",
-        metadata=_job_metadata(None, api_key_id),
+        metadata=_job_metadata(_client_metadata(body), api_key_id),
         dispatch=False,
         run_owner=owner,
     )

@@ -178,8 +178,10 @@ def _job_build(
     """Validate a new job (priority, job type, its handler's input check) and build it,
     unsaved, with its handler. Writes no row; the handler's check may count the request
     against the brand's rate limit."""
-    if priority not in JobPriority.values:
+    if not isinstance(priority, str) or priority not in JobPriority.values:
         raise ValidationFailed(field_errors={"priority": [PRIORITY_ERROR]})
+    if not isinstance(job_type, str):
+        raise ValidationFailed(field_errors={"job_type": ["Not a valid string."]})
     job_type_obj = _job_types.get(
         job_type,
         lambda: AIJobType.objects.filter(code=job_type, is_active=True).first(),

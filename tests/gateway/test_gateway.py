@@ -348,3 +348,25 @@ def test_a_wrong_method_on_the_gateway_is_an_invalid_request_error(gateway_key):
     )
     assert response.status_code == 405
     assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("job_type", ["x"]), ("job_type", {"a": 1}), ("priority", 0), ("priority", "")],
+)
+@pytest.mark.parametrize("stream", [False, True])
+def test_gateway_refuses_a_bad_job_type_or_priority(
+    gateway_key, fake_openai, field, value, stream
+):
+    body = {"model": "gpt-4o", "messages": HELLO, field: value, "stream": stream}
+    response = APIClient().post(
+        "/ai/v1/chat/completions",
+        body,
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {gateway_key['key']}",
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", field)
+    assert AIJob.objects.count() == 0
+    assert fake_openai.requests() == []

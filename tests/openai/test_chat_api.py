@@ -419,3 +419,42 @@ def test_stream_on_the_chat_api_is_refused_not_answered_in_one_piece(
     # stream: false is the default and fine.
     plain = api_client.post("/ai/openai/chat/", {**body, "stream": False}, format="json")
     assert plain.status_code == 200, plain.content
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "code"),
+    [
+        ("job_type", {"a": 1}, "VALIDATION_ERROR"),
+        ("job_type", ["x"], "VALIDATION_ERROR"),
+        ("job_type", 0, "VALIDATION_ERROR"),
+        ("job_type", False, "VALIDATION_ERROR"),
+        ("job_type", "", "JOB_TYPE_NOT_FOUND"),
+        ("priority", 0, "VALIDATION_ERROR"),
+        ("priority", "", "VALIDATION_ERROR"),
+        ("priority", [], "VALIDATION_ERROR"),
+        ("priority", {}, "VALIDATION_ERROR"),
+        ("priority", False, "VALIDATION_ERROR"),
+    ],
+)
+@pytest.mark.parametrize("run", ["sync", "async"])
+def test_a_bad_job_type_or_priority_is_refused_as_on_jobs(
+    api_client, chat_ready, fake_openai, field, value, code, run
+):
+    """Not taken for the default because it is empty or false (SPEC §5: anything else →
+    400), and never a 500 for an object or a list."""
+    body = {"messages": [{"role": "user", "content": "hi"}], field: value}
+    if run == "async":
+        body["async"] = True
+    error = assert_error(api_client.post("/ai/openai/chat/", body, format="json"), 400, code)
+    assert field in error["field_errors"]
+    if field == "priority":
+        assert error["field_errors"]["priority"] == ["Doit être: low, normal, high, urgent"]
+    assert AIJob.objects.count() == 0
+    assert fake_openai.requests() == []
+
+
+def test_null_job_type_and_priority_are_the_defaults(api_client, chat_ready, fake_openai):
+    body = {"messages": [{"role": "user", "content": "hi"}], "job_type": None, "priority": None}
+    assert api_client.post("/ai/openai/chat/", body, format="json").status_code == 200
+    job = AIJob.objects.get()
+    assert (job.job_type.code, job.priority) == ("chat_completion", "normal")
