@@ -4,6 +4,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.settings import api_settings
 
+from megahub.serializers import RejectUnknownFieldsMixin
+
 from .models import AIJob, AIJobType, Brand, BrandMembership, JobAttempt, JobPriority
 from .services.jobs import BATCH_MAX_JOBS, PRIORITY_ERROR, batch_item_field
 
@@ -125,8 +127,13 @@ class JobDetailSerializer(JobSerializer):
         read_only_fields = fields
 
 
-class JobCreateSerializer(serializers.Serializer):
-    job_type = serializers.CharField(max_length=64)
+class JobCreateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
+    """A new job. A field it does not know is refused, not dropped: a model parameter put
+    beside ``input`` instead of in it (``temperature`` on o3, say) would otherwise be
+    ignored without a word."""
+
+    # Not trimmed: "chat_completion " is not a job type, as on POST /ai/openai/chat/.
+    job_type = serializers.CharField(max_length=64, trim_whitespace=False)
     priority = serializers.ChoiceField(
         choices=JobPriority.values,
         default=JobPriority.NORMAL,
@@ -151,7 +158,7 @@ class JobBatchItemsField(serializers.ListField):
         )
 
 
-class JobBatchCreateSerializer(serializers.Serializer):
+class JobBatchCreateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     """``{"jobs": [<a POST /ai/jobs/ body>, ...]}``: 1 to 100 jobs, created all or none."""
 
     jobs = JobBatchItemsField(

@@ -52,6 +52,25 @@ def test_unknown_job_type_is_400_with_suggestions(api_client, job_types):
 
 
 @pytest.mark.django_db
+def test_a_job_type_with_spaces_is_not_trimmed_into_a_known_one(api_client, job_types):
+    response = api_client.post("/ai/jobs/", {**JOB, "job_type": "content_analysis "}, format="json")
+    assert_error(response, 400, "JOB_TYPE_NOT_FOUND")
+    assert AIJob.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/ai/jobs/", "/ai/jobs/batch/"])
+def test_an_unknown_field_beside_input_is_refused_not_dropped(api_client, job_types, path):
+    """``temperature`` put beside ``input`` instead of in it would otherwise be ignored."""
+    job = {**JOB, "temperature": 1}
+    body = {"jobs": [job]} if path.endswith("batch/") else job
+    error = assert_error(api_client.post(path, body, format="json"), 400, "VALIDATION_ERROR")
+    field = "jobs[0].temperature" if path.endswith("batch/") else "temperature"
+    assert "Unknown field" in error["field_errors"][field][0]
+    assert AIJob.objects.count() == 0
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     ("payload", "field"),
     [
