@@ -355,9 +355,7 @@ def test_a_wrong_method_on_the_gateway_is_an_invalid_request_error(gateway_key):
     [("job_type", ["x"]), ("job_type", {"a": 1}), ("priority", 0), ("priority", "")],
 )
 @pytest.mark.parametrize("stream", [False, True])
-def test_gateway_refuses_a_bad_job_type_or_priority(
-    gateway_key, fake_openai, field, value, stream
-):
+def test_gateway_refuses_a_bad_job_type_or_priority(gateway_key, fake_openai, field, value, stream):
     body = {"model": "gpt-4o", "messages": HELLO, field: value, "stream": stream}
     response = APIClient().post(
         "/ai/v1/chat/completions",
