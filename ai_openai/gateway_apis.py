@@ -65,6 +65,9 @@ class ChatCompletionsApi(GatewayView):
             raise ValidationFailed(
                 field_errors={"async": ["Not supported by the gateway: use POST /ai/openai/chat/."]}
             )
+        if body.get("user") is not None and not isinstance(body["user"], str):
+            # OpenAI's end-user id: a string (not sent on, but checked like every field).
+            raise ValidationFailed(field_errors={"user": ["Must be a string."]})
         chat_body = {k: v for k, v in body.items() if k not in ("stream", "stream_options", "user")}
         chat_body = gateway_key_fallbacks(api_key=request.auth, model=model, body=chat_body)
         stream = body.get("stream", False)

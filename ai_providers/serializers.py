@@ -117,6 +117,13 @@ class CredentialUpdateSerializer(CredentialCreateSerializer):
         write_only=True, trim_whitespace=False, max_length=API_KEY_MAX_LENGTH, required=False
     )
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = super().validate(attrs)
+        if self.partial and not attrs:
+            # As PATCH /ai/quotas/ and /ai/api-keys/{id}/ answer it.
+            raise serializers.ValidationError("Give at least one field to change.")
+        return attrs
+
 
 class ConnectionTestRequestSerializer(serializers.Serializer):
     credential_id = serializers.IntegerField(required=False, min_value=1)

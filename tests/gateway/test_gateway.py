@@ -368,3 +368,26 @@ def test_gateway_refuses_a_bad_job_type_or_priority(gateway_key, fake_openai, fi
     assert (error["type"], error["param"]) == ("invalid_request_error", field)
     assert AIJob.objects.count() == 0
     assert fake_openai.requests() == []
+
+
+@pytest.mark.parametrize("user", [[], {}, 1.5, True])
+def test_gateway_user_must_be_a_string(gateway_key, fake_openai, user):
+    response = APIClient().post(
+        "/ai/v1/chat/completions",
+        {"model": "gpt-4o", "messages": HELLO, "user": user},
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {gateway_key['key']}",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "user"
+    assert AIJob.objects.count() == 0
+
+
+def test_gateway_user_as_a_string_is_accepted(gateway_key, fake_openai):
+    response = APIClient().post(
+        "/ai/v1/chat/completions",
+        {"model": "gpt-4o", "messages": HELLO, "user": "end-user-42"},
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {gateway_key['key']}",
+    )
+    assert response.status_code == 200

@@ -600,3 +600,10 @@ def test_key_age_and_expiry_flag(api_client, openai_credential):
 
     assert body["key_age_days"] == 91
     assert body["key_expired"] is True
+
+
+def test_an_empty_patch_is_a_400_and_changes_nothing(api_client, created):
+    response = api_client.patch(detail_url(created["id"]), {}, format="json")
+    body = assert_error(response, 400, "VALIDATION_ERROR")
+    assert "Give at least one field to change." in str(body["field_errors"])
+    assert api_client.get(detail_url(created["id"])).json() == created
