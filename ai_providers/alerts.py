@@ -10,8 +10,11 @@ a failing mail server or webhook is logged and never fails the user's request.
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
 import json
 import logging
+import socket
 import threading
 import urllib.request
 from datetime import date
@@ -54,11 +57,65 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-# POSTs to a brand's webhook URLs (alerts and jobs): http(s) only, no redirects.
+class WebhookAddressRefused(OSError):
+    """A webhook's host resolved to an address webhooks may not reach."""
+
+
+def webhook_address_allowed(address: str) -> bool:
+    """Whether a webhook may be sent to ``address`` (an IP): a public one, or any with
+    ``AI_WEBHOOK_ALLOW_PRIVATE`` (the default with ``DEBUG``, for receivers on this machine).
+    Else not loopback, private, link-local (cloud metadata services), reserved, multicast
+    or unspecified: a brand admin's URL must not make the server reach its own network."""
+    if settings.AI_WEBHOOK_ALLOW_PRIVATE:
+        return True
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def _guarded_connection(
+    address: tuple[str, int], timeout: Any = socket._GLOBAL_DEFAULT_TIMEOUT, *args: Any
+) -> socket.socket:
+    """``socket.create_connection`` to an allowed address of the host only, checked on the
+    addresses actually connected to (a name that resolves to an internal address at
+    delivery time is refused too, not only one written as an IP)."""
+    host, port = address
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    allowed = [info for info in infos if webhook_address_allowed(str(info[4][0]))]
+    if not allowed:
+        raise WebhookAddressRefused(f"{host} resolves to no address webhooks may reach")
+    return socket.create_connection(allowed[0][4][:2], timeout, *args)
+
+
+class _GuardedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _guarded_connection
+
+
+class _GuardedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _guarded_connection
+
+
+class _GuardedHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(_GuardedHTTPConnection, req)
+
+
+class _GuardedHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(_GuardedHTTPSConnection, req, context=self._context)
+
+
+# POSTs to a brand's webhook URLs (alerts and jobs): http(s) only, no redirects, no
+# internal addresses (unless allowed).
 webhook_opener = urllib.request.OpenerDirector()
 for _handler in (
-    urllib.request.HTTPHandler,
-    urllib.request.HTTPSHandler,
+    _GuardedHTTPHandler,
+    _GuardedHTTPSHandler,
     urllib.request.HTTPDefaultErrorHandler,
     urllib.request.HTTPErrorProcessor,
     _NoRedirect,

@@ -110,6 +110,15 @@ def _deliver_with_retries(job_id: int, event: str, delivery: str, trace_id: str 
         connection.close()  # this thread's own connection
 
 
+def _error_name(exc: Exception) -> str:
+    """The failure's class; for urllib's ``URLError``, the one it wraps (a refused
+    connection, a timeout, an address webhooks may not reach)."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(exc, urllib.error.URLError) and isinstance(reason, BaseException):
+        return type(reason).__name__
+    return type(exc).__name__
+
+
 def job_webhook_attempt(job_id: int, event: str, delivery: str, attempt: int) -> bool:
     """One delivery attempt. True when done: delivered (2xx), or nothing left to deliver
     (webhook removed, job gone); False when it should be tried again. Logs ``webhook.
@@ -145,7 +154,7 @@ def job_webhook_attempt(job_id: int, event: str, delivery: str, attempt: int) ->
         with webhook_opener.open(request, timeout=settings.AI_WEBHOOK_TIMEOUT):
             pass  # raises on anything but 2xx (a redirect included)
     except Exception as exc:  # noqa: BLE001 - a receiver's failure is logged, then retried
-        outcome = exc.code if isinstance(exc, urllib.error.HTTPError) else type(exc).__name__
+        outcome = exc.code if isinstance(exc, urllib.error.HTTPError) else _error_name(exc)
         last = attempt >= len(settings.AI_WEBHOOK_RETRY_DELAYS)
         logger.warning(
             "webhook.given_up" if last else "webhook.failed",

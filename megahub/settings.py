@@ -354,6 +354,13 @@ AI_WEBHOOK_RETRY_DELAYS = [
     float(d) for d in env.list("AI_WEBHOOK_RETRY_DELAYS", default=["1", "5", "30", "120"])
 ]
 AI_WEBHOOK_TIMEOUT = env.float("AI_WEBHOOK_TIMEOUT", default=5.0)
+# Whether webhooks (jobs and alerts) may reach loopback, private, link-local and other
+# non-public addresses. Off in production: a brand admin's URL must not make the server
+# reach its own network (its database, a cloud metadata service). On with DEBUG, so a
+# receiver on the developer's machine works.
+AI_WEBHOOK_ALLOW_PRIVATE = (
+    env.bool("AI_WEBHOOK_ALLOW_PRIVATE") if env.str("AI_WEBHOOK_ALLOW_PRIVATE", "") else DEBUG
+)
 # Group commit: the completions of runs that end at the same time in one process are
 # written in one transaction (ai_core/groupcommit.py), and so are the jobs the sync paths
 # create at the same time; each caller still returns only after its own is committed.

@@ -17,6 +17,8 @@ os.environ.setdefault("AI_JOB_RUNNER", "inline")
 os.environ.setdefault("AI_RETRY_DELAYS", "0.05,0.1,0.2")
 os.environ.setdefault("AI_RATE_LIMIT_REQUEUE_DELAY", "0.05")
 os.environ.setdefault("AI_WEBHOOK_RETRY_DELAYS", "0.05,0.1")
+# The tests' webhook receivers listen on 127.0.0.1 (the guard has its own tests).
+os.environ.setdefault("AI_WEBHOOK_ALLOW_PRIVATE", "true")
 # Tests change reference rows with QuerySet.update(); the caches have their own tests.
 os.environ.setdefault("AI_REFERENCE_CACHE_SECONDS", "0")
 # Functional tests make many calls without max_completion_tokens (each reserving the model's

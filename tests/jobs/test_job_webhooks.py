@@ -318,3 +318,51 @@ def test_an_alert_is_notified_in_the_trace_of_the_request_that_raised_it(
     finally:
         logging.getLogger("megahub.alerts").removeHandler(handler)
     assert seen == ["0af7651916cd43dd8448eb211c80319c"]
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed"),
+    [
+        ("127.0.0.1", False),
+        ("::1", False),
+        ("10.1.2.3", False),
+        ("192.168.0.10", False),
+        ("169.254.169.254", False),  # cloud metadata services
+        ("::ffff:127.0.0.1", False),
+        ("0.0.0.0", False),  # noqa: S104 - an address checked, not bound
+        ("224.0.0.1", False),
+        ("8.8.8.8", True),
+        ("2606:4700:4700::1111", True),
+    ],
+)
+def test_webhooks_reach_public_addresses_only_unless_allowed(settings, address, allowed):
+    from ai_providers.alerts import webhook_address_allowed
+
+    settings.AI_WEBHOOK_ALLOW_PRIVATE = False
+    assert webhook_address_allowed(address) is allowed
+    settings.AI_WEBHOOK_ALLOW_PRIVATE = True
+    assert webhook_address_allowed(address) is True
+
+
+def test_a_webhook_to_an_internal_address_is_not_sent(
+    api_client, chat_ready, brand, receiver, settings, caplog
+):
+    """A brand admin's URL must not make the server reach its own network: refused at
+    delivery, on the address the name resolves to (``localhost`` included), and retried
+    and given up like any failed delivery; the alert webhook likewise."""
+    from ai_providers.alerts import alert_notify
+
+    settings.AI_WEBHOOK_ALLOW_PRIVATE = False
+    url = receiver.url.replace("127.0.0.1", "localhost")
+    assert configure(api_client, url).status_code == 200
+    with caplog.at_level("WARNING", logger="megahub.webhooks"):
+        assert api_client.post("/ai/openai/chat/", CHAT, format="json").status_code == 200
+        assert wait_until(
+            lambda: any(r.getMessage() == "webhook.given_up" for r in caplog.records), timeout=10
+        )
+    assert receiver.received == []
+    given_up = next(r for r in caplog.records if r.getMessage() == "webhook.given_up")
+    assert given_up.outcome == "WebhookAddressRefused"
+    api_client.patch("/ai/quotas/", {"alert_webhook_url": receiver.url}, format="json")
+    assert alert_notify(an_alert(brand).pk)["webhook"] == "failed"
+    assert receiver.received == []
