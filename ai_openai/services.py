@@ -34,7 +34,7 @@ from ai_core.services.jobs import (
     job_run_context,
 )
 from ai_providers.alerts import budget_alerts_check
-from ai_providers.budget_models import BudgetReservation
+from ai_providers.budget_models import BudgetCounter, BudgetReservation
 from ai_providers.budgets import (
     BudgetClaim,
     BudgetRequest,
@@ -453,8 +453,14 @@ def _ledgers_write(items: list[tuple[AIJob, ChatLedger]], *, released: bool) -> 
     insert_rows(openai_rows)
     usage_records_insert(records)
     brands = {job.brand_id: job.brand for job, _ in items}
-    for brand_id, counters in budget_settle_many(settlements, released=released).items():
-        budget_alerts_check(brand=brands[brand_id], counters=counters)
+
+    def alerts(settled: dict[int, list[BudgetCounter]]) -> None:
+        for brand_id, counters in settled.items():
+            budget_alerts_check(brand=brands[brand_id], counters=counters)
+
+    # The counters are read (for the alerts) once the rollup rows are sent too: in pipeline
+    # mode, one round trip for both.
+    budget_settle_many(settlements, released=released, on_counters=alerts)
     rollups_add(records)
     transaction.on_commit(partial(_after_commit, items))
 

@@ -37,7 +37,7 @@ from django.utils import timezone
 from ai_core.handlers import BatchRefused
 from ai_core.models import AIJob, Brand
 from megahub.errors import ApplicationError, ValidationFailed
-from megahub.fastsql import pipelined, results
+from megahub.fastsql import after_results, pipelined, results
 from megahub.metrics import record_budget_rejection
 from megahub.refcache import RefCache
 
@@ -585,11 +585,25 @@ def _returning(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
 def _returning_all(statements: list[tuple[str, list[Any]]]) -> list[list[tuple[Any, ...]]]:
     """``_returning`` for several statements, all sent before any result is read: in
     pipeline mode (``megahub.fastsql.pipelined``) one round trip for all of them."""
-    cursors = []
+    return _fetched(_sent(statements))
+
+
+def _sent(statements: list[tuple[str, list[Any]]]) -> list[Any]:
+    """Run (in pipeline mode: send) ``statements``; their open cursors, for ``_fetched``."""
+    cursors: list[Any] = []
     try:
         for sql, params in statements:
             cursors.append(cursor := connection.cursor())
             cursor.execute(sql, params)
+    except BaseException:
+        for cursor in cursors:
+            cursor.close()
+        raise
+    return cursors
+
+
+def _fetched(cursors: list[Any]) -> list[list[tuple[Any, ...]]]:
+    try:
         return [cursor.fetchall() for cursor in cursors]
     finally:
         for cursor in cursors:
@@ -667,12 +681,19 @@ def budget_settle(*, job: AIJob, actual_cost: Decimal, actual_tokens: int) -> li
 
 @transaction.atomic(savepoint=False)
 def budget_settle_many(
-    settlements: list[Settlement], *, released: bool = False
+    settlements: list[Settlement],
+    *,
+    released: bool = False,
+    on_counters: Callable[[dict[int, list[BudgetCounter]]], None] | None = None,
 ) -> dict[int, list[BudgetCounter]]:
     """``budget_settle`` for the jobs a group commit completes together: one UPDATE for
     their reservations, then one UPDATE per counter with the summed amounts (in the
     reservations' lock order: brand, then ``METRIC_ORDER``), so a brand's counters are
     locked once per batch instead of once per job. Returns the counters written, by brand.
+
+    ``on_counters``: instead, the counters written are passed to it once the caller's
+    pipeline has their results (``megahub.fastsql.after_results``: the statements the
+    caller sends meanwhile share their round trip), and ``{}`` is returned.
 
     ``released``: charge jobs whose reservation was already released (a job cancelled
     while its provider call ran, the call then finishing): their spend is added to the same
@@ -720,20 +741,33 @@ def budget_settle_many(
             delta[1] += to_units(actual)
     order = _lock_order()
     keys = sorted(deltas, key=lambda key: _lock_key(order, key))
-    written = _returning_all(
-        [
-            (
-                _settle_sql(),
-                [
-                    *(deltas[key][0], deltas[key][1]) * 2,
-                    key[0],
-                    key[1],
-                    connection.ops.adapt_datefield_value(date.fromisoformat(key[2])),
-                ],
-            )
-            for key in keys
-        ]
-    )
+    statements = [
+        (
+            _settle_sql(),
+            [
+                *(deltas[key][0], deltas[key][1]) * 2,
+                key[0],
+                key[1],
+                connection.ops.adapt_datefield_value(date.fromisoformat(key[2])),
+            ],
+        )
+        for key in keys
+    ]
+    if on_counters is None:
+        return _settled(settlements, reserved, keys, _returning_all(statements))
+    cursors = _sent(statements)
+    after_results(lambda: on_counters(_settled(settlements, reserved, keys, _fetched(cursors))))
+    return {}
+
+
+def _settled(
+    settlements: list[Settlement],
+    reserved: dict[int, list[dict[str, Any]]],
+    keys: list[tuple[int, str, str]],
+    written: list[list[tuple[Any, ...]]],
+) -> dict[int, list[BudgetCounter]]:
+    """The counters a settlement wrote (``keys`` and their rows, in order), by brand; logs
+    each settled job."""
     touched: dict[int, list[BudgetCounter]] = {}
     for (brand_id, metric, day), rows in zip(keys, written, strict=True):
         period = date.fromisoformat(day)

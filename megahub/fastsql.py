@@ -25,7 +25,7 @@ INSERT on one), so only code written for it runs in such a block.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from typing import Any
@@ -49,14 +49,16 @@ def _db() -> Any:
 def pipelined() -> Iterator[None]:
     """The block's statements in pipeline mode on PostgreSQL (see the module docstring);
     elsewhere, or nested in another such block, as they are. The rows ``insert_rows``
-    wrote get their primary keys at the end of the outermost block, if it succeeds."""
+    wrote get their primary keys at the end of the outermost block, if it succeeds; then
+    the ``after_results`` callbacks run, in order."""
     connection = _db()
     if connection.vendor != "postgresql" or getattr(_local, "pending", None) is not None:
         yield
         return
     connection.ensure_connection()
     pending: list[tuple[Any, Sequence[Model]]] = []
-    _local.pending = pending
+    after: list[Callable[[], None]] = []
+    _local.pending, _local.after = pending, after
     try:
         # psycopg's errors surface where the pipeline syncs: as Django's, like a query's.
         with connection.wrap_database_errors, connection.connection.pipeline() as pipeline:
@@ -65,9 +67,22 @@ def pipelined() -> Iterator[None]:
         for cursor, objs in pending:
             _set_ids(objs, [row[0] for row in cursor.fetchall()])
     finally:
-        _local.pending = _local.pipeline = None
+        _local.pending = _local.pipeline = _local.after = None
         for cursor, _ in pending:
             cursor.close()
+    for callback in after:
+        callback()
+
+
+def after_results(callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the statements sent so far have their results: when the
+    outermost ``pipelined()`` block ends (if it succeeds), so that reading them costs no
+    round trip of its own; outside such a block, now."""
+    after = getattr(_local, "after", None)
+    if after is None:
+        callback()
+    else:
+        after.append(callback)
 
 
 def results() -> None:
