@@ -463,6 +463,20 @@ def _owner_is_dead(owner: str) -> bool:
     return int(pid) != os.getpid() and _is_zombie(int(pid))
 
 
+def _owner_is_alive(owner: str) -> bool:
+    """True when ``owner`` ("host:pid") is a running process of this host."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _is_zombie(int(pid))
+
+
 def _is_zombie(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -966,6 +980,9 @@ def ai_jobs_sweep(*, now: datetime | None = None, grace_seconds: float = 5.0) ->
       commit time) are dispatched again.
     - Jobs ``running`` past the time limit (their worker is gone) go back to
       ``retrying`` and are dispatched again, or fail after AI_JOB_MAX_RECOVERIES.
+    - A sync request's job (created running) is never run again: it fails
+      (``WORKER_LOST``) and gives its reservation back once its process is gone (at once
+      when that process was on this host, else past the time limit).
     """
     now = now or timezone.now()
     redispatched = recovered = failed = 0
@@ -978,13 +995,39 @@ def ai_jobs_sweep(*, now: datetime | None = None, grace_seconds: float = 5.0) ->
         if job_dispatch(job_id, queue=priority, trace_id=(metadata or {}).get("trace_id")):
             redispatched += 1
     stale_before = now - timedelta(seconds=settings.AI_JOB_TIME_LIMIT + 60)
-    stale_ids = AIJob.objects.filter(
-        status=JobStatus.RUNNING, started_at__lt=stale_before
-    ).values_list("pk", flat=True)
-    for job_id in stale_ids:
+    running = AIJob.objects.filter(status=JobStatus.RUNNING)
+    stale_ids = set(running.filter(started_at__lt=stale_before).values_list("pk", flat=True))
+    # A sync request's job (created running: chat without async, the gateway), whose
+    # process on this host is gone: no need to wait for the time limit.
+    for job_id, owner in running.filter(started_at=F("created_at")).values_list("pk", "run_owner"):
+        if _owner_is_dead(owner):
+            stale_ids.add(job_id)
+    for job_id in sorted(stale_ids):
         with transaction.atomic():
             job = _lock_job(job_id)
-            if job is None or job.status != JobStatus.RUNNING or not _is_stale(job, now):
+            if job is None or job.status != JobStatus.RUNNING:
+                continue
+            if job.started_at == job.created_at:
+                # A sync request's job: its client got an error when its process died (or
+                # still waits on it, alive on this host: left alone). Run again it would be
+                # billed for an answer no one receives, so it fails.
+                lost = _owner_is_dead(job.run_owner) or (
+                    _is_stale(job, now) and not _owner_is_alive(job.run_owner)
+                )
+                if lost:
+                    ai_job_transition(
+                        job=job,
+                        to=JobStatus.FAILED,
+                        error={
+                            "error_code": "WORKER_LOST",
+                            "detail": "The process running this request was lost; the "
+                            "request was not run again.",
+                        },
+                    )
+                    _release(job)
+                    failed += 1
+                continue
+            if not _is_stale(job, now):
                 continue
             if job.recoveries >= settings.AI_JOB_MAX_RECOVERIES:
                 ai_job_transition(
