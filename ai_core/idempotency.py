@@ -3,7 +3,11 @@ nothing twice; the same key with a different body is 409 ``IDEMPOTENCY_CONFLICT`
 
 The first request inserts the key (committed at once, before any work), runs, then stores
 its response. A concurrent repeat finds the key and waits for that response; a later one
-gets it at once. A request that fails frees its key, so the client may retry it.
+gets it at once. A request that fails frees its key, so the client may retry it; a repeat
+waiting on it then runs itself, as that retry. A key whose first request's process died
+(on this host, or its record older than the job time limit + 60 s, as the sweeper judges
+a lost job) is taken over by the next repeat, instead of answering "still running" until
+the key expires.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.request import Request
@@ -25,6 +30,7 @@ from megahub.db import release_connection
 from megahub.errors import Conflict, ValidationFailed
 
 from .models import Brand, IdempotencyRecord
+from .services.jobs import job_owner, job_owner_is_dead
 
 logger = logging.getLogger("megahub.idempotency")
 
@@ -65,13 +71,26 @@ def idempotent_response(
     IdempotencyRecord.objects.filter(
         brand=brand, scope=scope, key=key, created_at__lt=timezone.now() - RETENTION
     ).delete()
-    try:
-        with transaction.atomic():
-            record = IdempotencyRecord.objects.create(
-                brand=brand, scope=scope, key=key, request_hash=digest
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(
+                    brand=brand, scope=scope, key=key, request_hash=digest, owner=job_owner()
+                )
+            break
+        except IntegrityError:
+            replayed = _replay(
+                brand=brand,
+                scope=scope,
+                key=key,
+                digest=digest,
+                headers_for=headers_for,
+                deadline=deadline,
             )
-    except IntegrityError:
-        return _replay(brand=brand, scope=scope, key=key, digest=digest, headers_for=headers_for)
+            if replayed is not None:
+                return replayed
+            # The first request failed or was abandoned: this one runs, as its retry.
     try:
         response = run()
     except BaseException:
@@ -94,14 +113,14 @@ def _replay(
     key: str,
     digest: str,
     headers_for: Callable[[Any], dict[str, str]] | None,
-) -> Response:
-    deadline = time.monotonic() + WAIT_SECONDS
+    deadline: float,
+) -> Response | None:
+    """The first request's response, once it has one. None when there is no first request
+    any more (it failed, or its process was lost): the caller runs the request itself."""
     while True:
         record = IdempotencyRecord.objects.filter(brand=brand, scope=scope, key=key).first()
         if record is None:
-            raise IdempotencyConflict(
-                "The first request with this Idempotency-Key failed; retry it.",
-            )
+            return None
         if record.request_hash != digest:
             raise IdempotencyConflict()
         if record.state == IdempotencyRecord.State.COMPLETED:
@@ -112,8 +131,21 @@ def _replay(
                 status=record.response_status,
                 headers={**headers, "Idempotent-Replayed": "true"},
             )
+        if _abandoned(record):
+            IdempotencyRecord.objects.filter(
+                pk=record.pk, state=IdempotencyRecord.State.IN_PROGRESS
+            ).delete()
+            logger.warning("idempotency.taken_over", extra={"scope": scope, "brand_id": brand.pk})
+            return None
         if time.monotonic() > deadline:
             raise IdempotencyConflict("The first request with this key is still running.")
         # Waiting holds no pooled connection: the first request needs one to finish.
         release_connection()
         time.sleep(POLL_SECONDS)
+
+
+def _abandoned(record: IdempotencyRecord) -> bool:
+    """Whether an in-progress first request can no longer finish: its process is gone
+    from this host, or it started longer ago than any run may last."""
+    limit = timedelta(seconds=settings.AI_JOB_TIME_LIMIT + 60)
+    return job_owner_is_dead(record.owner) or record.created_at < timezone.now() - limit

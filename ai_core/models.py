@@ -254,6 +254,9 @@ class IdempotencyRecord(models.Model):
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The process running the first request ("host:pid"), while in progress: a repeat takes
+    # the key over once that process is gone.
+    owner = models.CharField(max_length=128, blank=True, default="")
 
     class Meta:
         constraints = [

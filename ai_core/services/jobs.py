@@ -463,6 +463,11 @@ def _owner_is_dead(owner: str) -> bool:
     return int(pid) != os.getpid() and _is_zombie(int(pid))
 
 
+def job_owner_is_dead(owner: str) -> bool:
+    """Whether the process ``owner`` (a ``job_owner()`` token) is known to be gone."""
+    return _owner_is_dead(owner)
+
+
 def _owner_is_alive(owner: str) -> bool:
     """True when ``owner`` ("host:pid") is a running process of this host."""
     host, _, pid = owner.rpartition(":")

@@ -176,3 +176,73 @@ def test_a_stream_with_an_idempotency_key_is_refused_not_run_twice(
         assert "stream" in error["message"]
     assert chats(fake_openai) == []
     assert AIJob.objects.count() == 0
+
+
+def abandoned_key(brand, key: str, **fields):
+    """A key whose first request is still recorded in progress: as a process killed while
+    running it leaves it."""
+    import hashlib
+    import json
+
+    from ai_core.models import IdempotencyRecord
+
+    digest = hashlib.sha256(
+        json.dumps(BODY, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+    return IdempotencyRecord.objects.create(
+        brand=brand, scope="openai.chat", key=key, request_hash=digest, **fields
+    )
+
+
+@pytest.mark.django_db
+def test_a_key_whose_first_process_died_is_taken_over_by_the_retry(
+    api_client, chat_ready, fake_openai, brand
+):
+    import socket
+
+    abandoned_key(brand, "k-dead", owner=f"{socket.gethostname()}:999999999")  # no such pid
+    response = api_client.post(
+        "/ai/openai/chat/", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k-dead"
+    )
+    assert response.status_code == 200  # not 409 "still running" for 24 hours
+    assert len(chats(fake_openai)) == 1
+    again = api_client.post("/ai/openai/chat/", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k-dead")
+    assert again["Idempotent-Replayed"] == "true"
+    assert len(chats(fake_openai)) == 1
+
+
+@pytest.mark.django_db
+def test_a_key_in_progress_past_the_time_limit_is_taken_over(
+    api_client, chat_ready, fake_openai, brand, settings
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ai_core.models import IdempotencyRecord
+
+    record = abandoned_key(brand, "k-old", owner="other-host:1")
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        created_at=timezone.now() - timedelta(seconds=settings.AI_JOB_TIME_LIMIT + 120)
+    )
+    response = api_client.post(
+        "/ai/openai/chat/", BODY, format="json", HTTP_IDEMPOTENCY_KEY="k-old"
+    )
+    assert response.status_code == 200
+    assert len(chats(fake_openai)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.timeout(120)
+def test_repeats_waiting_on_a_first_request_that_fails_run_as_its_retries(
+    chat_ready, fake_openai, brand, admin_user
+):
+    """Not 409 IDEMPOTENCY_CONFLICT (which says "another body"): each waiter then runs the
+    request itself, as the client's retry, and gets its own answer."""
+    require_postgres_and_redis()
+    fake_openai.configure(latency_ms=200, fail_rate=1.0)
+    token = str(AccessToken.for_user(admin_user))
+    with api_server() as server:
+        results = concurrent_repeats(f"{server.url}/ai/openai/chat/", token, "failing", 4)
+    assert {body.get("error_code") for _, body in results} == {"PROVIDER_ERROR"}
+    assert {status for status, _ in results} == {502}
