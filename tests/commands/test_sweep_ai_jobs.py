@@ -23,7 +23,7 @@ def sweep() -> str:
 
 
 def test_nothing_to_repair():
-    assert sweep() == "redispatched 0  recovered 0  failed 0"
+    assert sweep() == "redispatched 0  recovered 0  failed 0  released 0"
 
 
 def test_reports_a_job_recovered_from_a_lost_worker(brand, chat_ready, settings):
@@ -40,7 +40,7 @@ def test_reports_a_job_recovered_from_a_lost_worker(brand, chat_ready, settings)
         started_at=timezone.now() - timedelta(seconds=settings.AI_JOB_TIME_LIMIT + 120),
     )
 
-    assert sweep() == "redispatched 0  recovered 1  failed 0"
+    assert sweep() == "redispatched 0  recovered 1  failed 0  released 0"
     assert AIJob.objects.get(pk=job.pk).recoveries == 1
 
 
@@ -70,7 +70,7 @@ def test_a_sync_job_whose_process_died_fails_at_once_and_is_not_run_again(
     job = sync_job(brand, f"{socket.gethostname()}:999999999")  # no such pid
     assert reserved(brand) > 0
 
-    assert sweep() == "redispatched 0  recovered 0  failed 1"
+    assert sweep() == "redispatched 0  recovered 0  failed 1  released 0"
     job.refresh_from_db()
     assert job.status == JobStatus.FAILED
     assert job.error["error_code"] == "WORKER_LOST"
@@ -81,7 +81,7 @@ def test_a_sync_job_whose_process_died_fails_at_once_and_is_not_run_again(
 
 def test_a_sync_job_on_another_host_fails_past_the_time_limit(brand, chat_ready, settings):
     job = sync_job(brand, "other-host:123")
-    assert sweep() == "redispatched 0  recovered 0  failed 0"  # may still be running
+    assert sweep() == "redispatched 0  recovered 0  failed 0  released 0"  # may still be running
     later = timezone.now() + timedelta(seconds=settings.AI_JOB_TIME_LIMIT + 120)
     report = ai_jobs_sweep(now=later)
     assert (report.recovered, report.failed) == (0, 1)
@@ -96,3 +96,17 @@ def test_a_long_sync_call_alive_on_this_host_is_left_to_finish(brand, chat_ready
     assert (report.recovered, report.failed) == (0, 0)
     assert AIJob.objects.get(pk=job.pk).status == JobStatus.RUNNING
     assert reserved(brand) > 0
+
+
+def test_releases_a_reservation_its_ended_job_left_without_celery_beat(brand, chat_ready, settings):
+    """A job cancelled while its call ran, its worker then killed: the reservation kept for
+    the call is released by the command too (cron's stand-in for celery beat)."""
+    job = sync_job(brand, "other-host:1")
+    AIJob.objects.filter(pk=job.pk).update(
+        status=JobStatus.CANCELLED,
+        updated_at=timezone.now() - timedelta(seconds=settings.AI_JOB_TIME_LIMIT + 120),
+    )
+    assert reserved(brand) > 0
+    assert sweep() == "redispatched 0  recovered 0  failed 0  released 1"
+    assert BudgetReservation.objects.get(job=job).status == "released"
+    assert reserved(brand) == 0
