@@ -107,7 +107,7 @@ class ProviderUnavailable(ProviderError):
     """No target could be tried (circuit open for all of them, or none configured)."""
 
     fallback = True
-    http_status = 503
+    http_status = 502  # PROVIDER_ERROR (SPEC §3), as the non-streamed paths answer it
 
 
 class ProviderNotConfigured(ApplicationError):

@@ -391,3 +391,25 @@ def test_gateway_user_as_a_string_is_accepted(gateway_key, fake_openai):
         HTTP_AUTHORIZATION=f"Bearer {gateway_key['key']}",
     )
     assert response.status_code == 200
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_every_circuit_open_is_a_502_streamed_or_not(
+    gateway_key, chat_ready, fake_openai, settings, stream
+):
+    """SPEC §3: PROVIDER_ERROR is a 502 (a stream answered 503)."""
+    from ai_core.provider_errors import ProviderServerError
+    from ai_providers.circuit import circuit_record_outcome
+
+    settings.REDIS_URL = ""  # the in-process circuit store
+    settings.AI_CIRCUIT_FAILURE_THRESHOLD = 1
+    circuit_record_outcome(chat_ready, ProviderServerError("boom", status_code=500), "gpt-4o")
+    response = APIClient().post(
+        "/ai/v1/chat/completions",
+        {"model": "gpt-4o", "messages": HELLO, "stream": stream},
+        format="json",
+        HTTP_AUTHORIZATION=f"Bearer {gateway_key['key']}",
+    )
+    assert response.status_code == 502
+    assert response.json()["error_code"] == "PROVIDER_ERROR"
+    assert fake_openai.requests() == []
