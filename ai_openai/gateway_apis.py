@@ -19,7 +19,7 @@ from ai_core.idempotency import HEADER as IDEMPOTENCY_HEADER
 from ai_core.idempotency import idempotent_response
 from ai_core.permissions import IsBrandAdmin
 from megahub.errors import NotFound, ValidationFailed
-from megahub.serializers import RejectUnknownFieldsMixin
+from megahub.serializers import DecimalField, RejectUnknownFieldsMixin
 from megahub.tracing import in_this_context
 
 from .gateway import (
@@ -199,7 +199,7 @@ class ApiKeyCreateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
         default=list,
         validators=[_known_models],
     )
-    monthly_budget = serializers.DecimalField(
+    monthly_budget = DecimalField(
         max_digits=14, decimal_places=6, min_value=0, allow_null=True, required=False
     )
 
@@ -210,7 +210,7 @@ class ApiKeyUpdateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     allowed_models = serializers.ListField(
         child=serializers.CharField(max_length=64), required=False, validators=[_known_models]
     )
-    monthly_budget = serializers.DecimalField(
+    monthly_budget = DecimalField(
         max_digits=14, decimal_places=6, min_value=0, allow_null=True, required=False
     )
 

@@ -13,7 +13,7 @@ from django.core.validators import URLValidator
 from django.utils import timezone
 from rest_framework import serializers
 
-from megahub.serializers import RejectUnknownFieldsMixin, StrictBooleanField
+from megahub.serializers import DecimalField, RejectUnknownFieldsMixin, StrictBooleanField
 
 from .budget_models import MAX_INT_LIMIT, MAX_TOKEN_QUOTA
 from .models import Provider, ProviderCredential
@@ -164,10 +164,10 @@ HTTP_URL = URLValidator(schemes=["http", "https"], message="Enter an http(s) URL
 class QuotaUpdateSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
     """PATCH /ai/quotas/: the brand's overrides; null = back to the setting's default."""
 
-    o3_daily_budget = serializers.DecimalField(
+    o3_daily_budget = DecimalField(
         max_digits=14, decimal_places=6, min_value=0, allow_null=True, required=False
     )
-    daily_budget = serializers.DecimalField(
+    daily_budget = DecimalField(
         max_digits=14, decimal_places=6, min_value=0, allow_null=True, required=False
     )
     daily_reasoning_jobs_limit = serializers.IntegerField(

@@ -2,7 +2,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from megahub.serializers import RejectUnknownFieldsMixin
+from megahub.serializers import DecimalField, RejectUnknownFieldsMixin
 
 from .models import UsageAlert, UsageFeedback, UsageRecord
 from .selectors import BREAKDOWN_FIELDS
@@ -78,7 +78,7 @@ class ExportQuerySerializer(serializers.Serializer):
 
 
 class FeedbackSerializer(RejectUnknownFieldsMixin, serializers.Serializer):
-    score = serializers.DecimalField(max_digits=4, decimal_places=2, min_value=0, max_value=10)
+    score = DecimalField(max_digits=4, decimal_places=2, min_value=0, max_value=10)
     comment = serializers.CharField(max_length=2000, allow_blank=True, required=False, default="")
 
 

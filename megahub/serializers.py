@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any, ClassVar
 
 from rest_framework import serializers
+
+
+class DecimalField(serializers.DecimalField):
+    """DRF's, with ``-0`` (``"-0.0"``, ``-0.0``) taken as 0: stored and shown as
+    ``0.000000``, never ``-0.000000``."""
+
+    def to_internal_value(self, data: Any) -> Decimal:
+        value = super().to_internal_value(data)
+        return abs(value) if value == 0 else value
 
 
 # A write serializer that refuses keys it does not know (DRF drops them silently, so

@@ -81,3 +81,18 @@ def test_allowed_models_must_be_models_of_the_registry(api_client, ai_ready):
         f"/ai/api-keys/{body['id']}/", {"allowed_models": ["nope"]}, format="json"
     )
     assert patched.status_code == 400
+
+
+@pytest.mark.parametrize("zero", ["-0.0", -0.0, "-0"])
+def test_a_negative_zero_budget_is_zero(api_client, chat_ready, zero):
+    created = api_client.post(
+        "/ai/api-keys/", {"name": "z", "monthly_budget": zero}, format="json"
+    ).json()
+    assert created["monthly_budget"] == "0.000000"
+    patched = api_client.patch(
+        f"/ai/api-keys/{created['id']}/", {"monthly_budget": zero}, format="json"
+    ).json()
+    assert patched["monthly_budget"] == "0.000000"
+    quota = api_client.patch("/ai/quotas/", {"daily_budget": zero}, format="json")
+    assert quota.status_code == 200, quota.content
+    assert '"-0.' not in quota.content.decode()
