@@ -25,6 +25,9 @@ def fake_openai_server():
     the real API does for these models), so estimates and billed usage can be compared."""
     from ai_openai.tokens import count_text_tokens
 
+    # Built now, not by the first request that counts (about half a second): a test with
+    # a short provider timeout would otherwise time out on whichever request comes first.
+    count_text_tokens("warm up", "o200k_base")
     server = FakeOpenAIServer(token_counter=lambda text: count_text_tokens(text, "o200k_base"))
     server.start()
     yield server
