@@ -23,7 +23,7 @@ from django.conf import settings
 
 from megahub import metrics
 
-from .provider_errors import ProviderError, ProviderUnavailable
+from .provider_errors import ProviderError, ProviderTimeout, ProviderUnavailable
 
 logger = logging.getLogger("megahub.executor")
 
@@ -97,6 +97,13 @@ class ExecutionFailed(Exception):
         return count_retries(self.attempts)
 
 
+def _past_deadline(last_error: ProviderError | None) -> ProviderError:
+    """The error of a run whose time ran out: its last provider error, else a timeout."""
+    return last_error or ProviderTimeout(
+        "The run's time limit passed before any provider answered."
+    )
+
+
 class ExecutionCancelled(Exception):
     """``should_stop`` said the work is no longer wanted (e.g. the job was cancelled)."""
 
@@ -124,13 +131,16 @@ def execute(
     on_outcome: Callable[[CallTarget[T], ProviderError | None], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: float | None = None,
 ) -> ExecutionResult[T]:
     """Run ``targets`` in order with retries; return the first success.
 
     ``on_attempt`` sees every attempt as it ends (to store it); ``is_available`` may skip
     a target (circuit breaker); ``on_outcome`` is told each attempt's outcome (health);
-    ``should_stop`` is checked before each attempt. Raises ExecutionFailed when every
-    target failed, ExecutionCancelled when stopped.
+    ``should_stop`` is checked before each attempt. ``deadline`` (``time.monotonic()``):
+    no attempt starts, and no retry waits, past it. Raises ExecutionFailed when every
+    target failed or the deadline passed (with the last error, else ``ProviderTimeout``),
+    ExecutionCancelled when stopped.
     """
     policy = policy or RetryPolicy.from_settings()
     attempts: list[Attempt] = []
@@ -172,6 +182,8 @@ def execute(
         for retry_index in range(len(policy.delays) + 1):
             if should_stop is not None and should_stop():
                 raise ExecutionCancelled()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ExecutionFailed(_past_deadline(last_error), attempts)
             if retry_index > 0 and is_available is not None and not is_available(target):
                 # The circuit opened during our retries (e.g. a failed half-open trial).
                 break
@@ -222,6 +234,8 @@ def execute(
                 delay = max(policy.delays[retry_index], exc.retry_after or 0.0)
                 if delay > policy.max_wait:
                     break
+                if deadline is not None and time.monotonic() + delay >= deadline:
+                    raise ExecutionFailed(_past_deadline(last_error), attempts) from exc
                 logger.info(
                     "job.attempt.retry",
                     extra={"attempt": number, "delay_s": delay, "provider": target.provider},

@@ -25,6 +25,8 @@ class JobRunContext:
     record_attempt: Callable[[Attempt], None]
     should_stop: Callable[[], bool]
     attempts: int = 0  # recorded by this run so far
+    # ``time.monotonic()`` past which no provider attempt starts (``executor.execute``).
+    deadline: float | None = None
     # Attempt rows recorded but not written yet: the successful attempt, written with the
     # end of the run it produced (in the completing transaction).
     unsaved: list[Any] = field(default_factory=list)

@@ -294,6 +294,7 @@ def _execute(targets: list[CallTarget[Any]], context: JobRunContext) -> Any:
         targets,
         on_attempt=context.record_attempt,
         should_stop=context.should_stop,
+        deadline=context.deadline,
         is_available=circuit_is_available,
         on_outcome=circuit_record,
     )

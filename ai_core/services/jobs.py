@@ -575,7 +575,13 @@ def job_run_context(job: AIJob) -> JobRunContext:
             return False
         return AIJob.objects.filter(pk=job_id, status=JobStatus.CANCELLED).exists()
 
-    context = JobRunContext(job=job, record_attempt=record_attempt, should_stop=should_stop)
+    # No attempt starts past the soft time limit, however the job runs (a Celery task has
+    # that limit too; a sync request or the in-process runner otherwise had none): so no run
+    # is still going when the sweeper takes its job for lost (time limit + 60 s).
+    deadline = time.monotonic() + settings.AI_JOB_SOFT_TIME_LIMIT
+    context = JobRunContext(
+        job=job, record_attempt=record_attempt, should_stop=should_stop, deadline=deadline
+    )
     if base_number != job.attempts_count:
         job.attempts_count = base_number
     return context

@@ -158,3 +158,53 @@ def test_should_stop_cancels_before_the_next_attempt():
             sleep=lambda s: None,
         )
     assert calls["n"] == 1
+
+
+def test_no_attempt_starts_past_the_deadline():
+    import time
+
+    call, calls = scripted(["ok"])
+    with pytest.raises(ExecutionFailed) as info:
+        execute(
+            [CallTarget("openai", "gpt-4o", call)],
+            policy=POLICY,
+            sleep=lambda s: None,
+            deadline=time.monotonic() - 1,
+        )
+    assert calls["n"] == 0
+    assert isinstance(info.value.error, ProviderTimeout)
+    assert info.value.attempts == []
+
+
+def test_no_retry_waits_past_the_deadline_and_the_last_error_is_kept():
+    """A retry whose delay would end past the deadline is not waited for: the run fails
+    with the error it had, instead of running on past the time the sweeper allows it."""
+    import time
+
+    call, calls = scripted([ProviderServerError("503", status_code=503), "ok"])
+    fallback, fallback_calls = scripted(["ok"])
+    slept = []
+    with pytest.raises(ExecutionFailed) as info:
+        execute(
+            [CallTarget("openai", "gpt-4o", call), CallTarget("openai", "gpt-4.1", fallback)],
+            policy=POLICY,
+            sleep=slept.append,
+            deadline=time.monotonic() + 0.5,  # before the first retry's 1 s delay ends
+        )
+    assert (calls["n"], fallback_calls["n"], slept) == (1, 0, [])
+    assert info.value.error.status_code == 503
+
+
+def test_a_deadline_far_enough_changes_nothing():
+    import time
+
+    call, calls = scripted([ProviderServerError("503", status_code=503), "ok"])
+    slept = []
+    result = execute(
+        [CallTarget("openai", "gpt-4o", call)],
+        policy=POLICY,
+        sleep=slept.append,
+        deadline=time.monotonic() + 600,
+    )
+    assert result.value == "ok"
+    assert slept == [1.0]
