@@ -549,12 +549,10 @@ def _rowcount(sql: str, params: list[Any]) -> int:
 def _rowcounts_all(statements: list[tuple[str, list[Any]]]) -> list[int]:
     """``_rowcount`` for several statements, run in order but all sent before any result
     is read: on PostgreSQL in pipeline mode, one round trip for all of them."""
-    cursors = []
+    cursors: list[Any] = []
     try:
         with pipelined():
-            for sql, params in statements:
-                cursors.append(cursor := connection.cursor())
-                cursor.execute(sql, params)
+            cursors = _sent(statements)
         results()  # nested in a caller's pipeline: wait for its results too
         return [cursor.rowcount for cursor in cursors]
     finally:
