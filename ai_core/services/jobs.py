@@ -449,18 +449,24 @@ def _owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _owner_is_dead(owner: str) -> bool:
-    """True when ``owner`` ("host:pid") is a process of this host that no longer exists."""
+def _owner_process(owner: str) -> bool | None:
+    """Whether ``owner`` ("host:pid") is a running process: True or False when it is one
+    of this host's, None when that cannot be told here (another host's, or no pid)."""
     host, _, pid = owner.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
-        return False
+        return None
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:
         return False
-    return int(pid) != os.getpid() and _is_zombie(int(pid))
+    except PermissionError:
+        return True
+    return int(pid) == os.getpid() or not _is_zombie(int(pid))
+
+
+def _owner_is_dead(owner: str) -> bool:
+    """True when ``owner`` is a process of this host that no longer exists."""
+    return _owner_process(owner) is False
 
 
 def job_owner_is_dead(owner: str) -> bool:
@@ -469,17 +475,8 @@ def job_owner_is_dead(owner: str) -> bool:
 
 
 def _owner_is_alive(owner: str) -> bool:
-    """True when ``owner`` ("host:pid") is a running process of this host."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _is_zombie(int(pid))
+    """True when ``owner`` is a running process of this host."""
+    return _owner_process(owner) is True
 
 
 def _is_zombie(pid: int) -> bool:

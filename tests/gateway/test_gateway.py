@@ -22,6 +22,13 @@ def gateway_key(api_client, chat_ready):
     return response.json()
 
 
+def gateway_post(key: dict, body: dict):
+    """``POST /ai/v1/chat/completions`` with ``key`` (a created key's JSON), in-process."""
+    return APIClient().post(
+        "/ai/v1/chat/completions", body, format="json", HTTP_AUTHORIZATION=f"Bearer {key['key']}"
+    )
+
+
 @pytest.fixture
 def sdk(live_server, gateway_key):
     return openai.OpenAI(
@@ -165,12 +172,7 @@ def test_other_brands_key_cannot_be_revoked(api_client, other_client, gateway_ke
 
 @pytest.mark.parametrize("stream", ["false", "yes", 1, [], {}])
 def test_stream_must_be_a_boolean(gateway_key, fake_openai, stream):
-    response = APIClient().post(
-        "/ai/v1/chat/completions",
-        {"model": "gpt-4o", "messages": HELLO, "stream": stream},
-        format="json",
-        HTTP_AUTHORIZATION=f"Bearer {gateway_key['key']}",
-    )
+    response = gateway_post(gateway_key, {"model": "gpt-4o", "messages": HELLO, "stream": stream})
     body = assert_error(response, 400, "VALIDATION_ERROR")
     assert body["error"]["param"] == "stream"
     assert AIJob.objects.count() == 0
@@ -199,12 +201,7 @@ def test_rate_limited_chat_without_a_provider_retry_after_gets_the_requeue_delay
 ):
     settings.AI_RATE_LIMIT_REQUEUE_DELAY = 7.5
     fake_openai.add_faults([{"status": 429}] * 4)
-    response = APIClient().post(
-        "/ai/v1/chat/completions",
-        {"model": "gpt-4o", "messages": HELLO},
-        format="json",
-        HTTP_AUTHORIZATION=f"Bearer {gateway_key['key']}",
-    )
+    response = gateway_post(gateway_key, {"model": "gpt-4o", "messages": HELLO})
     body = assert_error(response, 429, "RATE_LIMITED")
     assert response["Retry-After"] == "8"
     assert body["error"]["type"] == "rate_limit_error"
@@ -224,12 +221,7 @@ def test_unknown_model_message_says_it_once_and_echoes_a_long_name_cut(sdk, fake
 
 
 def test_async_is_refused_by_the_gateway_not_ignored(gateway_key, fake_openai):
-    response = APIClient().post(
-        "/ai/v1/chat/completions",
-        {"model": "gpt-4o", "messages": HELLO, "async": True},
-        format="json",
-        HTTP_AUTHORIZATION=f"Bearer {gateway_key['key']}",
-    )
+    response = gateway_post(gateway_key, {"model": "gpt-4o", "messages": HELLO, "async": True})
     body = assert_error(response, 400, "VALIDATION_ERROR")
     assert body["error"]["param"] == "async"
     assert AIJob.objects.count() == 0
@@ -325,11 +317,9 @@ def test_a_reply_appended_as_the_sdk_dumps_it_is_accepted(sdk, fake_openai):
 
 
 def test_stream_options_without_stream_is_refused_as_openai_does(gateway_key, fake_openai):
-    response = APIClient().post(
-        "/ai/v1/chat/completions",
+    response = gateway_post(
+        gateway_key,
         {"model": "gpt-4o", "messages": HELLO, "stream_options": {"include_usage": True}},
-        format="json",
-        HTTP_AUTHORIZATION=f"Bearer {gateway_key['key']}",
     )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "stream_options"
@@ -357,12 +347,7 @@ def test_a_wrong_method_on_the_gateway_is_an_invalid_request_error(gateway_key):
 @pytest.mark.parametrize("stream", [False, True])
 def test_gateway_refuses_a_bad_job_type_or_priority(gateway_key, fake_openai, field, value, stream):
     body = {"model": "gpt-4o", "messages": HELLO, field: value, "stream": stream}
-    response = APIClient().post(
-        "/ai/v1/chat/completions",
-        body,
-        format="json",
-        HTTP_AUTHORIZATION=f"Bearer {gateway_key['key']}",
-    )
+    response = gateway_post(gateway_key, body)
     assert response.status_code == 400
     error = response.json()["error"]
     assert (error["type"], error["param"]) == ("invalid_request_error", field)
@@ -372,23 +357,15 @@ def test_gateway_refuses_a_bad_job_type_or_priority(gateway_key, fake_openai, fi
 
 @pytest.mark.parametrize("user", [[], {}, 1.5, True])
 def test_gateway_user_must_be_a_string(gateway_key, fake_openai, user):
-    response = APIClient().post(
-        "/ai/v1/chat/completions",
-        {"model": "gpt-4o", "messages": HELLO, "user": user},
-        format="json",
-        HTTP_AUTHORIZATION=f"Bearer {gateway_key['key']}",
-    )
+    response = gateway_post(gateway_key, {"model": "gpt-4o", "messages": HELLO, "user": user})
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "user"
     assert AIJob.objects.count() == 0
 
 
 def test_gateway_user_as_a_string_is_accepted(gateway_key, fake_openai):
-    response = APIClient().post(
-        "/ai/v1/chat/completions",
-        {"model": "gpt-4o", "messages": HELLO, "user": "end-user-42"},
-        format="json",
-        HTTP_AUTHORIZATION=f"Bearer {gateway_key['key']}",
+    response = gateway_post(
+        gateway_key, {"model": "gpt-4o", "messages": HELLO, "user": "end-user-42"}
     )
     assert response.status_code == 200
 
@@ -404,12 +381,7 @@ def test_every_circuit_open_is_a_502_streamed_or_not(
     settings.REDIS_URL = ""  # the in-process circuit store
     settings.AI_CIRCUIT_FAILURE_THRESHOLD = 1
     circuit_record_outcome(chat_ready, ProviderServerError("boom", status_code=500), "gpt-4o")
-    response = APIClient().post(
-        "/ai/v1/chat/completions",
-        {"model": "gpt-4o", "messages": HELLO, "stream": stream},
-        format="json",
-        HTTP_AUTHORIZATION=f"Bearer {gateway_key['key']}",
-    )
+    response = gateway_post(gateway_key, {"model": "gpt-4o", "messages": HELLO, "stream": stream})
     assert response.status_code == 502
     assert response.json()["error_code"] == "PROVIDER_ERROR"
     assert fake_openai.requests() == []
