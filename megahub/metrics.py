@@ -181,23 +181,47 @@ class QueueDepthCollector(Collector):
         from django.apps import apps
         from django.db import DatabaseError
         from django.db.models import Count
+        from psycopg import Error as PsycopgError
 
         try:
             job_model = apps.get_model("ai_core", "AIJob")
             rows = (
                 job_model.objects.filter(status__in=("queued", "retrying"))
                 .order_by()
-                .values("priority")
+                .values_list("priority")
                 .annotate(n=Count("id"))
             )
-            counts = {row["priority"]: row["n"] for row in rows}
-        except DatabaseError as exc:
+            counts = dict(_rows_within(rows, QUEUE_DEPTH_WAIT))
+        except (DatabaseError, PsycopgError) as exc:
             logger.warning("metrics.queue_depth_failed", extra={"error_class": type(exc).__name__})
             return
         family = GaugeMetricFamily(self.name, self.documentation, labels=["queue"])
         for queue in (*QUEUES, *sorted(set(counts) - set(QUEUES))):
             family.add_metric([queue], counts.get(queue, 0))
         yield family
+
+
+# Seconds a scrape waits for a pooled database connection for the queue depth. The pool's
+# own wait (DB_POOL_TIMEOUT, 30 s) is longer than Prometheus' scrape timeout (10 s): while
+# the database is down every scrape failed whole, losing all the other series exactly
+# when they are wanted.
+QUEUE_DEPTH_WAIT = 2.0
+
+
+def _rows_within(queryset: Any, wait: float) -> list[tuple[Any, ...]]:
+    """``list(queryset)``; on PostgreSQL's pool, with a connection taken within ``wait``
+    seconds (``psycopg_pool.PoolTimeout`` after that) unless this thread holds one."""
+    from django.db import connections
+
+    connection = connections[queryset.db]
+    pool = getattr(connection, "pool", None)
+    if pool is None or connection.connection is not None:
+        return list(queryset)
+    pool.open()  # as Django does before its first getconn (a no-op once open)
+    sql, params = queryset.query.sql_with_params()
+    with pool.connection(timeout=wait) as raw, raw.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 _queue_depth = QueueDepthCollector()

@@ -4,6 +4,7 @@ budget rejections and queue depth with the right labels; provider calls = attemp
 import os
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from ai_openai.models import OpenAIJob
 from ai_providers.budget_models import BrandQuota
 from megahub import metrics
 
+from ..workers import database_url, require_postgres
 from .conftest import delta, parse_metrics
 
 pytestmark = pytest.mark.django_db
@@ -235,3 +237,30 @@ def test_multiprocess_mode_aggregates_the_samples_of_every_process(tmp_path):
     assert samples[("megahub_provider_calls_total", labels)] == 2
     assert samples[("megahub_provider_retries_total", labels[:1] + labels[2:])] == 2
     assert samples[("megahub_provider_call_duration_seconds_sum", labels[:1] + labels[2:])] == 3.0
+
+
+def test_a_scrape_while_the_database_is_unreachable_answers_within_seconds(db):
+    """The queue depth waits at most ``QUEUE_DEPTH_WAIT`` for a pooled connection: the
+    scrape still answers, with every other series, well inside Prometheus' 10 s scrape
+    timeout (the pool's own wait, DB_POOL_TIMEOUT, is 30 s)."""
+    require_postgres()
+    scrape = (
+        "import django; django.setup()\n"
+        "from prometheus_client import generate_latest\n"
+        "from megahub import metrics\n"
+        "metrics.record_provider_retry('openai', 'o3')\n"
+        "print(generate_latest(metrics.exposition_registry()).decode())\n"
+    )
+    retries = ("megahub_provider_retries_total", (("model", "o3"), ("provider", "openai")))
+    # Reachable (this run's test database): the pooled connection's query gives the series.
+    samples = parse_metrics(run_python(scrape, {"DATABASE_URL": database_url(), "DB_POOL": "true"}))
+    assert samples[("megahub_jobs_queue_depth", (("queue", "normal"),))] == 0
+    assert samples[retries] == 1
+
+    unreachable = database_url().rsplit("/", 1)[0] + "/megahub_no_such_database"
+    started = time.monotonic()
+    samples = parse_metrics(run_python(scrape, {"DATABASE_URL": unreachable, "DB_POOL": "true"}))
+    elapsed = time.monotonic() - started
+    assert samples[retries] == 1
+    assert not any(name == "megahub_jobs_queue_depth" for name, _ in samples)
+    assert elapsed < 8, elapsed
